@@ -1,0 +1,217 @@
+"""Settings from the command line, ``[tool.pytest-energy]`` in pyproject.toml and ini keys.
+
+Precedence: command line, then pyproject.toml, then ini keys, then defaults. Every
+bad value raises ``ConfigError`` with one line naming the key, the file and the fix;
+the plugin turns it into a pytest usage error (exit code 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from .measure.meter import METER_CHOICES
+from .units import ENERGY_UNITS, QuantityError, parse_energy
+
+PHASES = ("train", "test")
+DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
+CAP_MODES = ("fail", "warn")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message is the one line shown to the user."""
+
+
+def _energy(value: Any) -> float:
+    if not isinstance(value, str):
+        raise QuantityError(f"expected an energy string such as \"2kWh\" (units: {ENERGY_UNITS}), got {value!r}")
+    return parse_energy(value)
+
+
+def _choice(choices: tuple) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a positive number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its pyproject key, command-line flag, and parser."""
+
+    key: str
+    help: str
+    parse: Callable[[Any], Any]
+    default: Any = None
+    flag: bool = False  # a command-line switch without a value
+
+    @property
+    def dest(self) -> str:
+        return "energy_" + self.key.replace("-", "_")
+
+    @property
+    def cli(self) -> str:
+        return "--energy-" + self.key
+
+
+OPTIONS: List[Option] = [
+    Option("cap", f"cap on each measured test's energy, e.g. 2kWh (units: {ENERGY_UNITS})", _energy),
+    Option("meter", "energy meter: " + "|".join(METER_CHOICES), _choice(METER_CHOICES), "auto"),
+    Option("json", "write the JSON energy report to this path", _text),
+    Option("all", "measure every test, not only marked ones", _bool, False, flag=True),
+    Option("unit", "unit of energies in the terminal: " + "|".join(DISPLAY_UNITS), _choice(DISPLAY_UNITS), "auto"),
+    Option("sampling-hz", "power sampling rate where no energy counter exists (Hz)", _positive, 10.0),
+]
+PYPROJECT_ONLY = {"metadata"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the plugin needs to know, validated."""
+
+    caps: Mapping[str, Optional[float]]  # "default", "train", "test" -> joules
+    meter: str = "auto"
+    json: Optional[str] = None
+    all: bool = False
+    unit: Optional[str] = None
+    sampling_hz: float = 10.0
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = ""  # the pyproject.toml read, if any
+
+    def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
+        if marker_cap is not None:
+            return marker_cap
+        return self.caps.get(phase) if self.caps.get(phase) is not None else self.caps.get("default")
+
+
+def add_options(parser: Any) -> None:
+    """Register the command-line options and ini keys with pytest."""
+    group = parser.getgroup("energy", "energy measurement (pytest-energy)")
+    for option in OPTIONS:
+        if option.flag:
+            group.addoption(option.cli, action="store_true", default=None, dest=option.dest, help=option.help)
+        else:
+            group.addoption(option.cli, action="store", default=None, dest=option.dest, metavar="VALUE", help=option.help)
+        parser.addini(option.dest, option.help, default=None)
+
+
+def read_pyproject(path: Path) -> Dict[str, Any]:
+    """The ``[tool.pytest-energy]`` table of a pyproject.toml, or {} if it has none."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read [tool.pytest-energy]: {exc}") from None
+    table = document.get("tool", {}).get("pytest-energy", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.pytest-energy] must be a table")
+    return table
+
+
+def find_pyproject(rootpath: Path, inipath: Optional[Path]) -> Optional[Path]:
+    if inipath is not None and inipath.name == "pyproject.toml":
+        return inipath
+    candidate = rootpath / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def build_settings(
+    cli: Mapping[str, Any], pyproject: Mapping[str, Any], ini: Mapping[str, Any], source: str = "pyproject.toml"
+) -> Settings:
+    """Merge the three layers and validate every value."""
+    known = {option.key for option in OPTIONS} | PYPROJECT_ONLY
+    for key in pyproject:
+        if key not in known:
+            raise ConfigError(f"{source} [tool.pytest-energy]: unknown key {key!r} (known keys: {', '.join(sorted(known))})")
+    values: Dict[str, Any] = {}
+    pyproject_caps: Dict[str, Optional[float]] = {}
+    for option in OPTIONS:
+        layers = [
+            (cli.get(option.dest), f"option {option.cli}"),
+            (None if option.key == "cap" else pyproject.get(option.key), f"{source} [tool.pytest-energy] key {option.key!r}"),
+            (ini.get(option.dest), f"ini key {option.dest!r}"),
+        ]
+        raw, where = next(((value, where) for value, where in layers if value not in (None, "")), (None, ""))
+        try:
+            values[option.key] = option.default if raw is None else option.parse(raw)
+        except (QuantityError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if "cap" in pyproject:
+        pyproject_caps = _pyproject_caps(pyproject["cap"], source)
+    metadata = pyproject.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{source} [tool.pytest-energy] key 'metadata': expected a table, got {metadata!r}")
+    caps: Dict[str, Optional[float]] = {"default": None, "train": None, "test": None}
+    caps.update(pyproject_caps)
+    if values["cap"] is not None:
+        caps = {"default": values["cap"], "train": None, "test": None}
+    unit = values["unit"]
+    return Settings(
+        caps=caps,
+        meter=values["meter"],
+        json=values["json"],
+        all=values["all"],
+        unit=None if unit == "auto" else unit,
+        sampling_hz=values["sampling-hz"],
+        metadata=dict(metadata),
+        source=source,
+    )
+
+
+def _pyproject_caps(raw: Any, source: str) -> Dict[str, Optional[float]]:
+    where = f"{source} [tool.pytest-energy] key 'cap'"
+    entries = {"default": raw} if not isinstance(raw, dict) else dict(raw)
+    caps: Dict[str, Optional[float]] = {}
+    for phase, value in entries.items():
+        if phase not in ("default",) + PHASES:
+            raise ConfigError(f"{where}: unknown phase {phase!r} (use cap = \"2kWh\" or cap.train / cap.test)")
+        try:
+            caps[phase] = _energy(value)
+        except QuantityError as exc:
+            raise ConfigError(f"{where}{'' if phase == 'default' else '.' + phase}: {exc}") from None
+    return caps
+
+
+def parse_marker_cap(value: Any, nodeid: str) -> Optional[float]:
+    """The ``cap=`` of an energy marker, in joules."""
+    if value is None:
+        return None
+    try:
+        return _energy(value)
+    except QuantityError as exc:
+        raise ConfigError(f"{nodeid}: energy marker cap: {exc}") from None

@@ -1,0 +1,49 @@
+"""Caps as pure functions: measured figures in, an optional failure out.
+
+A ``CapFailure`` renders its own one-line message; the plugin only decides when
+to turn a passed test into a failed one with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .measure.base import COMPONENTS, Measurement
+from .units import format_energy
+
+
+@dataclasses.dataclass(frozen=True)
+class CapFailure:
+    """Why a test failed its cap, as the user reads it."""
+
+    message: str
+    verdict: str = "over-cap"
+
+    def as_longrepr(self) -> str:
+        return self.message
+
+
+def energy_verdict(measurement: Optional[Measurement], cap_j: Optional[float], unit: Optional[str] = None) -> "tuple[str, Optional[CapFailure]]":
+    """The verdict on a test's energy against its cap, and the failure if it broke it."""
+    if cap_j is None:
+        return "no-cap", None
+    total = measurement.total_j if measurement else None
+    if total is None:
+        why = "; ".join(r.note for r in measurement.readings if r.note) if measurement else "test was not measured"
+        return "unmeasured", CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: no meter measured this test ({why})", "unmeasured")
+    if total <= cap_j:
+        return "pass", None
+    return "over-cap", CapFailure(
+        f"energy {format_energy(total, unit)} exceeds cap {format_energy(cap_j, unit)} ({split(measurement, unit)})"  # type: ignore[arg-type]
+    )
+
+
+def split(measurement: Measurement, unit: Optional[str] = None) -> str:
+    """``gpu 1.93 kWh, cpu 0.29 kWh, ram 0.09 kWh; meter nvml-counter``"""
+    parts = [
+        f"{component} {format_energy(measurement.component_j(component), unit)}"
+        for component in COMPONENTS
+        if any(r.component == component for r in measurement.readings)
+    ]
+    return ", ".join(parts) + f"; meter {measurement.meter}"

@@ -1,0 +1,215 @@
+"""pytest-energy: measure the energy of marked tests, cap it, and report it.
+
+How: a test marked ``@pytest.mark.energy`` (or using the ``energy`` fixture, or every
+test with ``--energy-all``) is measured from the start to the end of its call phase
+by a window on the best available meter (NVML energy counter, RAPL, CodeCarbon).
+A test over its cap is turned from passed into failed in ``pytest_runtest_makereport``,
+so it fails like any other test (terminal, JUnit, xdist). Figures travel on the
+test report as JSON, so the xdist controller writes one report for all workers.
+Nothing heavy is imported until the first measured test starts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
+from .decide import energy_verdict
+from .fixture import EnergyProbe, TestState
+from .measure.meter import Meter, open_meter
+from .record import Record
+from .report.json_report import build_document, write_atomically
+from .report.junit import junit_properties
+from .report.terminal import HEADERS, caveats, format_table, summary_rows
+
+PLUGIN_NAME = "energy-session"
+STATE = pytest.StashKey[TestState]()
+PHASE_CHOICES = ("train", "test")
+
+
+class EnergyWarning(UserWarning):
+    """Something that makes the energy figures incomplete."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "energy(phase='test', cap=None, system=None): measure this test's energy; phase is 'train' or 'test', "
+        "cap (e.g. '2kWh') overrides --energy-cap for it",
+    )
+    config.pluginmanager.register(EnergyPlugin(config, load_settings(config)), PLUGIN_NAME)
+
+
+def load_settings(config: pytest.Config) -> Settings:
+    """Read and validate the settings; a bad one is a usage error (exit code 4)."""
+    pyproject = find_pyproject(config.rootpath, config.inipath)
+    try:
+        table = read_pyproject(pyproject) if pyproject else {}
+        return build_settings(
+            cli={option.dest: config.getoption(option.dest) for option in OPTIONS},
+            pyproject=table,
+            ini={option.dest: config.getini(option.dest) for option in OPTIONS},
+            source=str(pyproject) if pyproject else "pyproject.toml",
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-energy: {exc}") from None
+
+
+@pytest.fixture
+def energy(request: pytest.FixtureRequest) -> EnergyProbe:
+    """The running energy measurement of this test (using it makes the test measured)."""
+    plugin: EnergyPlugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    state = plugin.state(request.node)
+    assert state is not None  # a test that uses the fixture is always measured
+    return EnergyProbe(state)
+
+
+class EnergyPlugin:
+    """The session's measurements: one meter, the records, and the reports."""
+
+    def __init__(self, config: pytest.Config, settings: Settings):
+        self.config = config
+        self.settings = settings
+        self.records: List[Record] = []
+        self.environment: Dict[str, Any] = {}
+        self.is_worker = hasattr(config, "workerinput")
+        self._meter: Optional[Meter] = None
+        self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
+        self._json_failed = False
+
+    # -- measuring -------------------------------------------------------------------------
+    def meter(self) -> Meter:
+        if self._meter is None:
+            from .environment import environment
+
+            self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
+            self.environment = environment(self._meter.describe())
+            if not self._meter.available and self.settings.meter != "none":
+                reasons = "; ".join(f"{name}: {why}" for name, why in self._meter.unavailable.items())
+                warnings.warn(EnergyWarning(f"no energy meter works here, figures are unmeasured ({reasons})"))
+        return self._meter
+
+    def state(self, item: pytest.Item) -> Optional[TestState]:
+        """The measurement state of ``item``, created on first use; None if it is not measured."""
+        if STATE in item.stash:
+            return item.stash[STATE]
+        marker = item.get_closest_marker("energy")
+        if marker is None and "energy" not in getattr(item, "fixturenames", ()) and not self.settings.all:
+            return None
+        kwargs = marker.kwargs if marker else {}
+        phase = kwargs.get("phase", "test")
+        if phase not in PHASE_CHOICES:
+            raise pytest.UsageError(f"{item.nodeid}: energy marker phase must be 'train' or 'test', got {phase!r}")
+        try:
+            cap = self.settings.cap_for(phase, parse_marker_cap(kwargs.get("cap"), item.nodeid))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        state = item.stash[STATE] = TestState(phase, cap, kwargs.get("system"))
+        return state
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        state = self.state(item)
+        if state is None:
+            yield
+            return
+        state.window = self.meter().window()
+        self._running = (item, state)
+        try:
+            yield
+        finally:
+            state.measurement = state.window.stop()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        state = item.stash.get(STATE, None)
+        if state is None or state.reported:
+            return
+        if call.when == "call" or (call.when == "setup" and not report.passed):
+            outcome_name = report.outcome if call.when == "call" else ("error" if report.failed else "skipped")
+            record = self._record(item, state, outcome_name)
+            if record.verdict in ("over-cap", "unmeasured") and report.passed:
+                verdict, failure = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
+                report.outcome = "failed"
+                report.longrepr = failure.as_longrepr() if failure else None
+                record = self._record(item, state, "failed")
+            report.energy_record = record.to_json()  # type: ignore[attr-defined]
+            report.energy_environment = self.environment  # type: ignore[attr-defined]
+            item.user_properties.extend(junit_properties(record))
+            state.reported = True
+            self._running = None
+
+    def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
+        verdict, _ = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
+        path, line, _ = item.location
+        return Record(
+            nodeid=item.nodeid,
+            phase=state.phase,
+            outcome=outcome,
+            measurement=state.measurement,
+            cap_j=state.cap_j,
+            verdict=verdict,
+            scores=dict(state.scores),
+            system=state.system,
+            location=(path, (line or 0) + 1),
+            extra=dict(state.extra),
+        )
+
+    # -- collecting and reporting (controller side) ----------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "energy_record", None)
+        if data is None or self.is_worker:
+            return
+        self.records.append(Record.from_json(data))
+        self.environment = self.environment or dict(getattr(report, "energy_environment", {}) or {})
+        self.write_json()
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
+            item, state = self._running
+            if state.measurement is None and state.window is not None:
+                state.measurement = state.window.stop()
+            self.records.append(self._record(item, state, "interrupted"))
+            self._running = None
+        if not self.is_worker:
+            self.write_json()
+
+    def pytest_unconfigure(self) -> None:
+        if self._meter is not None:
+            self._meter.close()
+
+    def write_json(self) -> None:
+        if not self.settings.json or self._json_failed:
+            return
+        document = build_document(
+            self.records,
+            self.environment,
+            self.settings.metadata,
+            {"meter": self.settings.meter, "caps_j": dict(self.settings.caps)},
+        )
+        try:
+            write_atomically(Path(self.config.invocation_params.dir, self.settings.json), document)
+        except OSError as exc:
+            self._json_failed = True
+            warnings.warn(EnergyWarning(f"cannot write the energy JSON report to {self.settings.json}: {exc}"))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.records:
+            return
+        terminalreporter.write_sep("=", "energy")
+        for line in format_table(HEADERS, summary_rows(self.records, self.settings.unit)):
+            terminalreporter.write_line(line)
+        for line in caveats(self.records):
+            terminalreporter.write_line(f"  note: {line}")
+        if self.settings.json and not self._json_failed:
+            terminalreporter.write_line(f"energy report written to {self.settings.json}")

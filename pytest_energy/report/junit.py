@@ -1,0 +1,25 @@
+"""JUnit XML properties of a measured test (pytest writes ``user_properties`` as ``<property>``)."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from ..record import Record
+from ..units import joules_to_kwh
+
+
+def junit_properties(record: Record) -> List[Tuple[str, object]]:
+    """Properties in joules (and kWh for the total); unmeasured figures are left out, never written as 0."""
+    figures = {
+        "energy_j": record.energy_j,
+        "energy_kwh": None if record.energy_j is None else joules_to_kwh(record.energy_j),
+        "gpu_energy_j": record.component_j("gpu"),
+        "cpu_energy_j": record.component_j("cpu"),
+        "ram_energy_j": record.component_j("ram"),
+        "energy_cap_j": record.cap_j,
+    }
+    properties: List[Tuple[str, object]] = [(name, f"{value:.6g}") for name, value in figures.items() if value is not None]
+    properties.append(("energy_meter", record.measurement.meter if record.measurement else "none"))
+    properties.append(("energy_verdict", record.verdict))
+    properties.extend((f"score_{name}", value) for name, value in record.scores.items())
+    return properties

@@ -1,0 +1,110 @@
+"""Parse and format quantities: energy, and counts such as MACs and parameters.
+
+Energy is carried in joules everywhere inside the plugin; this module is the only
+place that turns strings into joules and joules into strings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional
+
+JOULES_PER_UNIT = {
+    "j": 1.0,
+    "kj": 1e3,
+    "mj": 1e6,
+    "wh": 3600.0,
+    "kwh": 3.6e6,
+    "mwh": 3.6e9,
+}
+ENERGY_UNITS = "J, kJ, MJ, Wh, kWh, MWh"
+COUNT_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+COUNT_FORMS = "a number with an optional SI suffix K, M, G or T (e.g. 20G, 17.4M, 1.2e9)"
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER}|[+-]?(?:inf|nan)\w*)\s*([a-zA-Z]*)\s*$", re.IGNORECASE)
+_POWER_UNITS = {"w", "kw", "mw", "gw"}
+
+
+class QuantityError(ValueError):
+    """A quantity string that cannot be used; the message says what to write instead."""
+
+
+def _split(text: str, what: str) -> tuple[float, str]:
+    match = _QUANTITY.match(str(text))
+    if not match:
+        raise QuantityError(f"invalid {what} {text!r}")
+    try:
+        value = float(match.group(1))
+    except ValueError:
+        raise QuantityError(f"invalid {what} {text!r}: not a number") from None
+    return value, match.group(2).lower()
+
+
+def parse_energy(text: str) -> float:
+    """Return the joules in an energy string such as ``2kWh``, ``2 kwh`` or ``7.2e6J``."""
+    value, unit = _split(text, "energy")
+    hint = f"write a number with an energy unit: {ENERGY_UNITS} (e.g. 2kWh)"
+    if unit in _POWER_UNITS:
+        raise QuantityError(f"invalid energy {text!r}: {unit!r} is a unit of power, not energy; {hint}")
+    if unit not in JOULES_PER_UNIT:
+        reason = "no unit" if not unit else f"unknown unit {unit!r}"
+        raise QuantityError(f"invalid energy {text!r}: {reason}; {hint}")
+    joules = value * JOULES_PER_UNIT[unit]
+    if not math.isfinite(joules) or joules < 0:
+        raise QuantityError(f"invalid energy {text!r}: must be finite and not negative; {hint}")
+    return joules
+
+
+def parse_count(text: str | float | int) -> float:
+    """Return the number in a count such as ``20G``, ``17.4M``, ``912M`` or ``1.2e9``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value, suffix = float(text), ""
+    else:
+        value, suffix = _split(str(text), "count")
+    if suffix not in COUNT_SUFFIXES:
+        raise QuantityError(f"invalid count {text!r}: unknown suffix {suffix!r}; write {COUNT_FORMS}")
+    count = value * COUNT_SUFFIXES[suffix]
+    if not math.isfinite(count) or count < 0:
+        raise QuantityError(f"invalid count {text!r}: must be finite and not negative; write {COUNT_FORMS}")
+    return count
+
+
+def joules_to_kwh(joules: float) -> float:
+    return joules / JOULES_PER_UNIT["kwh"]
+
+
+def format_energy(joules: Optional[float], unit: Optional[str] = None) -> str:
+    """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size."""
+    if joules is None:
+        return "unmeasured"
+    if unit is None:
+        magnitude = abs(joules)
+        unit = "J" if magnitude < 360.0 else "Wh" if magnitude < 3.6e6 else "kWh"
+    factor = JOULES_PER_UNIT[unit.lower()]
+    return f"{_significant(joules / factor)} {unit}"
+
+
+def format_count(count: Optional[float]) -> str:
+    """Format a count with an SI suffix: ``917.6M``."""
+    if count is None:
+        return "-"
+    for suffix, factor in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(count) >= factor:
+            return f"{_significant(count / factor)}{suffix}"
+    return _significant(count)
+
+
+def _significant(value: float) -> str:
+    """Three significant figures, without a trailing exponent for everyday sizes."""
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 0.01:
+        return f"{value:.3g}" if magnitude < 1 else f"{value:.2f}"
+    return f"{value:.2e}"
