@@ -92,6 +92,9 @@ OPTIONS: List[Option] = [
     Option("all", "measure every test, not only marked ones", _bool, False, flag=True),
     Option("unit", "unit of energies in the terminal: " + "|".join(DISPLAY_UNITS), _choice(DISPLAY_UNITS), "auto"),
     Option("sampling-hz", "power sampling rate where no energy counter exists (Hz)", _positive, 10.0),
+    Option("cap-mode", "fail: a test over its cap fails; warn: it is reported, not failed", _choice(CAP_MODES), "fail"),
+    Option("session-cap", "cap on the whole session's measured energy; tests left once it is crossed are skipped", _energy),
+    Option("check-interval", "seconds between live cap checks while a capped test runs", _positive, 0.5),
 ]
 PYPROJECT_ONLY = {"metadata"}
 
@@ -106,6 +109,9 @@ class Settings:
     all: bool = False
     unit: Optional[str] = None
     sampling_hz: float = 10.0
+    cap_mode: str = "fail"
+    session_cap_j: Optional[float] = None
+    check_interval_s: float = 0.5
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
 
@@ -188,6 +194,9 @@ def build_settings(
         all=values["all"],
         unit=None if unit == "auto" else unit,
         sampling_hz=values["sampling-hz"],
+        cap_mode=values["cap-mode"],
+        session_cap_j=values["session-cap"],
+        check_interval_s=values["check-interval"],
         metadata=dict(metadata),
         source=source,
     )

@@ -20,11 +20,14 @@ import pytest
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
 from .decide import energy_verdict
 from .fixture import EnergyProbe, TestState
-from .measure.meter import Meter, open_meter
+from .measure.base import Measurement
+from .measure.meter import Meter, Window, open_meter
 from .record import Record
 from .report.json_report import build_document, write_atomically
 from .report.junit import junit_properties
 from .report.terminal import HEADERS, caveats, format_table, summary_rows
+from .units import format_energy
+from .watchdog import MainThreadStopper, Watchdog
 
 PLUGIN_NAME = "energy-session"
 STATE = pytest.StashKey[TestState]()
@@ -83,6 +86,8 @@ class EnergyPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self._meter: Optional[Meter] = None
         self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
+        self._own_records: List[Record] = []  # measured in this process
+        self._stopper = MainThreadStopper()
         self._json_failed = False
 
     # -- measuring -------------------------------------------------------------------------
@@ -115,18 +120,61 @@ class EnergyPlugin:
         state = item.stash[STATE] = TestState(phase, cap, kwargs.get("system"))
         return state
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        cap = self.settings.session_cap_j
+        if cap is not None and self.session_energy_j() >= cap:
+            pytest.skip(
+                f"energy session cap {format_energy(cap, self.settings.unit)} reached "
+                f"({format_energy(self.session_energy_j(), self.settings.unit)} spent)"
+            )
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
         state = self.state(item)
         if state is None:
             yield
             return
-        state.window = self.meter().window()
+        window = state.window = self.meter().window()
         self._running = (item, state)
+        watchdog = self._watch(state, window)
         try:
             yield
         finally:
-            state.measurement = state.window.stop()
+            self._stopper.disarm()
+            if watchdog is not None:
+                watchdog.stop()
+            state.measurement = window.stop()
+
+    def _watch(self, state: TestState, window: Window) -> Optional[Watchdog]:
+        """Start a watchdog when the test has a limit that can be enforced live."""
+        limits = []
+        if state.cap_j is not None:
+            limits.append((state.cap_j, "cap"))
+        if self.settings.session_cap_j is not None:
+            limits.append((self.settings.session_cap_j - self.session_energy_j(), "session cap"))
+        if not limits or self.settings.cap_mode != "fail" or not self.meter().available:
+            return None
+        limit_j, kind = min(limits)
+        if not self._stopper.arm():
+            state.extra["stopped_early"] = None
+            return None
+
+        def stop(measurement: Measurement, elapsed_s: float) -> None:
+            state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": measurement.total_j, "limit": kind}
+            cap = state.cap_j if kind == "cap" else self.settings.session_cap_j
+            _, failure = energy_verdict(measurement, limit_j, self.settings.unit)
+            message = failure.as_longrepr() if failure else ""
+            if kind == "session cap":
+                message = message.replace("exceeds cap", "crosses what is left of the session cap", 1)
+                message += f"; session cap {format_energy(cap, self.settings.unit)}"
+            self._stopper.fire(f"{message}; stopped early at {elapsed_s:.2f} s")
+
+        return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()
+
+    def session_energy_j(self) -> float:
+        """Energy measured so far in this process (each xdist worker counts its own)."""
+        return sum(record.energy_j or 0.0 for record in self._own_records)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
@@ -138,11 +186,15 @@ class EnergyPlugin:
         if call.when == "call" or (call.when == "setup" and not report.passed):
             outcome_name = report.outcome if call.when == "call" else ("error" if report.failed else "skipped")
             record = self._record(item, state, outcome_name)
-            if record.verdict in ("over-cap", "unmeasured") and report.passed:
-                verdict, failure = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
-                report.outcome = "failed"
-                report.longrepr = failure.as_longrepr() if failure else None
-                record = self._record(item, state, "failed")
+            if record.verdict in ("over-cap", "unmeasured"):
+                _, failure = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
+                if self.settings.cap_mode == "warn":
+                    warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr() if failure else ''}"))
+                elif report.passed and failure is not None:
+                    report.outcome = "failed"
+                    report.longrepr = failure.as_longrepr()
+                    record = self._record(item, state, "failed")
+            self._own_records.append(record)
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
@@ -185,6 +237,7 @@ class EnergyPlugin:
             self.write_json()
 
     def pytest_unconfigure(self) -> None:
+        self._stopper.uninstall()
         if self._meter is not None:
             self._meter.close()
 
