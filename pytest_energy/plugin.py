@@ -23,6 +23,7 @@ from .fixture import EnergyProbe, TestState
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
 from .record import Record
+from .report import github
 from .report.json_report import build_document, write_atomically
 from .report.junit import junit_properties
 from .report.terminal import HEADERS, caveats, format_table, summary_rows
@@ -266,3 +267,11 @@ class EnergyPlugin:
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
+        if github.on_github_actions():
+            level = "warning" if self.settings.cap_mode == "warn" else "error"
+            for command in github.annotations(self.records, self.settings.unit, level):
+                terminalreporter.write_line(command)
+            try:
+                github.write_summary(github.summary_markdown(self.records, self.settings.unit))
+            except OSError as exc:
+                warnings.warn(EnergyWarning(f"cannot write the GitHub job summary: {exc}"))

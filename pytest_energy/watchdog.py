@@ -22,6 +22,7 @@ from .measure.base import Measurement
 from .measure.meter import Window
 
 MIN_WAIT_S = 0.01
+FIRST_CHECK_S = 0.1
 
 
 class MainThreadStopper:
@@ -87,7 +88,7 @@ class Watchdog:
         return self
 
     def _watch(self) -> None:
-        wait = self.interval_s
+        wait = min(self.interval_s, FIRST_CHECK_S)  # an early first read gives the power to predict from
         while not self._stop.wait(wait):
             measurement = self.window.read()
             total = measurement.total_j
