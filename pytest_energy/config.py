@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .measure.meter import METER_CHOICES
+from .runs import parse_percentage
 from .units import ENERGY_UNITS, QuantityError, parse_energy
 
 PHASES = ("train", "test")
@@ -75,6 +76,7 @@ class Option:
     parse: Callable[[Any], Any]
     default: Any = None
     flag: bool = False  # a command-line switch without a value
+    const: Optional[str] = None  # the value of a flag given without one (--energy-compare)
 
     @property
     def dest(self) -> str:
@@ -95,6 +97,10 @@ OPTIONS: List[Option] = [
     Option("cap-mode", "fail: a test over its cap fails; warn: it is reported, not failed", _choice(CAP_MODES), "fail"),
     Option("session-cap", "cap on the whole session's measured energy; tests left once it is crossed are skipped", _energy),
     Option("check-interval", "seconds between live cap checks while a capped test runs", _positive, 0.5),
+    Option("autosave", "store this run's report under the storage directory", _bool, False, flag=True),
+    Option("compare", "compare with the latest stored run, or the one named", _text, const="latest"),
+    Option("compare-fail", "fail a test whose energy grew by more than this over the compared run, e.g. 10%", parse_percentage),
+    Option("storage", "directory of stored runs", _text, ".energy"),
 ]
 PYPROJECT_ONLY = {"metadata"}
 
@@ -112,6 +118,10 @@ class Settings:
     cap_mode: str = "fail"
     session_cap_j: Optional[float] = None
     check_interval_s: float = 0.5
+    autosave: bool = False
+    compare: Optional[str] = None  # "latest" or a stored run's name
+    compare_fail: Optional[float] = None  # 0.10 for 10 %
+    storage: str = ".energy"
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
 
@@ -127,6 +137,8 @@ def add_options(parser: Any) -> None:
     for option in OPTIONS:
         if option.flag:
             group.addoption(option.cli, action="store_true", default=None, dest=option.dest, help=option.help)
+        elif option.const is not None:
+            group.addoption(option.cli, nargs="?", const=option.const, default=None, dest=option.dest, metavar="RUN", help=option.help)
         else:
             group.addoption(option.cli, action="store", default=None, dest=option.dest, metavar="VALUE", help=option.help)
         parser.addini(option.dest, option.help, default=None)
@@ -197,6 +209,10 @@ def build_settings(
         cap_mode=values["cap-mode"],
         session_cap_j=values["session-cap"],
         check_interval_s=values["check-interval"],
+        autosave=values["autosave"],
+        compare=values["compare"],
+        compare_fail=values["compare-fail"],
+        storage=values["storage"],
         metadata=dict(metadata),
         source=source,
     )

@@ -36,7 +36,13 @@ def environment(meter_facts: Mapping[str, Any]) -> Dict[str, Any]:
     for facts in meter_facts.get("sources", {}).values():
         gpus = gpus or list(facts.get("gpus", []))
         driver = driver or facts.get("driver")
+    from .baseline_cache import fingerprint, hardware_facts
+
+    meter_label = "+".join(sorted(meter_facts.get("sources", {}))) or "none"
+    hardware = hardware_facts([str(gpu.get("name")) for gpu in gpus], driver, cpu_model(), meter_label)
     return {
+        "fingerprint": fingerprint(hardware),
+        "hardware": hardware,
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "ram_bytes": ram_bytes(),

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
-from .decide import energy_verdict
+from .decide import CapFailure, energy_verdict
 from .fixture import EnergyProbe, TestState
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
@@ -27,6 +27,8 @@ from .report import github
 from .report.json_report import build_document, write_atomically
 from .report.junit import junit_properties
 from .report.terminal import HEADERS, caveats, format_table, summary_rows
+from .runs import StoredRun
+from .runs import RunStore, RunStoreError, check_regression, commit_info
 from .units import format_energy
 from .watchdog import MainThreadStopper, Watchdog
 
@@ -89,7 +91,19 @@ class EnergyPlugin:
         self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
         self._own_records: List[Record] = []  # measured in this process
         self._stopper = MainThreadStopper()
+        self._stored_run: Optional[StoredRun] = None
+        compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
+        if compare is not None:
+            try:
+                path, document = self.run_store().load(None if compare == "latest" else compare)
+            except RunStoreError as exc:
+                raise pytest.UsageError(f"pytest-energy: {exc}") from None
+            self._stored_run = StoredRun.from_document(path, document)
+
+    def run_store(self) -> RunStore:
+        return RunStore(Path(self.config.rootpath, self.settings.storage))
         self._json_failed = False
+        self._saved_run: Optional[Path] = None
 
     # -- measuring -------------------------------------------------------------------------
     def meter(self) -> Meter:
@@ -186,21 +200,40 @@ class EnergyPlugin:
             return
         if call.when == "call" or (call.when == "setup" and not report.passed):
             outcome_name = report.outcome if call.when == "call" else ("error" if report.failed else "skipped")
+            failures = [failure for failure in (self._cap_failure(state), self._regression(item, state)) if failure]
+            if failures and self.settings.cap_mode == "warn":
+                for failure in failures:
+                    warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr()}"))
+            elif failures and report.passed:
+                report.outcome = "failed"
+                report.longrepr = "\n".join(failure.as_longrepr() for failure in failures)
+                outcome_name = "failed"
             record = self._record(item, state, outcome_name)
-            if record.verdict in ("over-cap", "unmeasured"):
-                _, failure = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
-                if self.settings.cap_mode == "warn":
-                    warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr() if failure else ''}"))
-                elif report.passed and failure is not None:
-                    report.outcome = "failed"
-                    report.longrepr = failure.as_longrepr()
-                    record = self._record(item, state, "failed")
             self._own_records.append(record)
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
             state.reported = True
             self._running = None
+
+    def _cap_failure(self, state: TestState) -> Optional[CapFailure]:
+        return energy_verdict(state.measurement, state.cap_j, self.settings.unit)[1]
+
+    def _regression(self, item: pytest.Item, state: TestState) -> Optional[CapFailure]:
+        if self._stored_run is None or self.settings.compare_fail is None or state.measurement is None:
+            return None
+        failure = check_regression(
+            item.nodeid,
+            state.measurement.total_j,
+            state.extra.get("energy_normalized_j"),
+            self.environment.get("fingerprint"),
+            self._stored_run,
+            self.settings.compare_fail,
+            self.settings.unit,
+        )
+        if failure is not None:
+            state.extra["comparison"] = {"run": self._stored_run.path.name, "verdict": failure.verdict, "message": failure.message}
+        return failure
 
     def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
         verdict, _ = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
@@ -236,21 +269,27 @@ class EnergyPlugin:
             self._running = None
         if not self.is_worker:
             self.write_json()
+            if self.settings.autosave and self.records:
+                try:
+                    self._saved_run = self.run_store().save(self.document(), commit_info(self.config.rootpath))
+                except OSError as exc:
+                    warnings.warn(EnergyWarning(f"cannot store this run under {self.settings.storage}: {exc}"))
 
     def pytest_unconfigure(self) -> None:
         self._stopper.uninstall()
         if self._meter is not None:
             self._meter.close()
 
+    def document(self) -> Dict[str, Any]:
+        session = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps)}
+        if self._stored_run is not None:
+            session["compared_with"] = str(self._stored_run.path)
+        return build_document(self.records, self.environment, self.settings.metadata, session)
+
     def write_json(self) -> None:
         if not self.settings.json or self._json_failed:
             return
-        document = build_document(
-            self.records,
-            self.environment,
-            self.settings.metadata,
-            {"meter": self.settings.meter, "caps_j": dict(self.settings.caps)},
-        )
+        document = self.document()
         try:
             write_atomically(Path(self.config.invocation_params.dir, self.settings.json), document)
         except OSError as exc:
@@ -267,6 +306,8 @@ class EnergyPlugin:
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
+        if self._saved_run is not None:
+            terminalreporter.write_line(f"energy run stored as {self._saved_run}")
         if github.on_github_actions():
             level = "warning" if self.settings.cap_mode == "warn" else "error"
             for command in github.annotations(self.records, self.settings.unit, level):
