@@ -11,12 +11,14 @@ Nothing heavy is imported until the first measured test starts.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from .concurrency import claim_machine, overlap_warning
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
 from .decide import CapFailure, energy_verdict
 from .fixture import EnergyProbe, TestState
@@ -91,6 +93,9 @@ class EnergyPlugin:
         self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
         self._own_records: List[Record] = []  # measured in this process
         self._stopper = MainThreadStopper()
+        self._json_failed = False
+        self._saved_run: Optional[Path] = None
+        self._machine_lock: Any = None
         self._stored_run: Optional[StoredRun] = None
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
         if compare is not None:
@@ -102,14 +107,16 @@ class EnergyPlugin:
 
     def run_store(self) -> RunStore:
         return RunStore(Path(self.config.rootpath, self.settings.storage))
-        self._json_failed = False
-        self._saved_run: Optional[Path] = None
 
     # -- measuring -------------------------------------------------------------------------
     def meter(self) -> Meter:
         if self._meter is None:
             from .environment import environment
 
+            if not self.is_worker:
+                self._machine_lock, overlap = claim_machine()
+                if overlap:
+                    warnings.warn(EnergyWarning(overlap))
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             self.environment = environment(self._meter.describe())
             if not self._meter.available and self.settings.meter != "none":
@@ -210,6 +217,8 @@ class EnergyPlugin:
                 outcome_name = "failed"
             record = self._record(item, state, outcome_name)
             self._own_records.append(record)
+            if self.is_worker:
+                record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
@@ -268,6 +277,9 @@ class EnergyPlugin:
             self.records.append(self._record(item, state, "interrupted"))
             self._running = None
         if not self.is_worker:
+            overlap = overlap_warning(str(record.extra["worker"]) for record in self.records if "worker" in record.extra)
+            if overlap:
+                warnings.warn(EnergyWarning(overlap))
             self.write_json()
             if self.settings.autosave and self.records:
                 try:
@@ -277,6 +289,8 @@ class EnergyPlugin:
 
     def pytest_unconfigure(self) -> None:
         self._stopper.uninstall()
+        if self._machine_lock is not None:
+            self._machine_lock.release()
         if self._meter is not None:
             self._meter.close()
 
