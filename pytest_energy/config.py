@@ -15,11 +15,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .measure.meter import METER_CHOICES
 from .runs import parse_percentage
-from .units import ENERGY_UNITS, QuantityError, parse_energy
+from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
+from .units import ENERGY_UNITS, QuantityError, parse_duration, parse_energy
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
 CAP_MODES = ("fail", "warn")
+BASELINE_MODES = ("use", "refresh", "off")
+NORMALIZATION_RULES = ("one-point", "two-point")
 
 
 class ConfigError(Exception):
@@ -61,6 +64,16 @@ def _positive(value: Any) -> float:
     return number
 
 
+def _count_at_least_one(value: Any) -> int:
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(str(value))
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
@@ -77,14 +90,15 @@ class Option:
     default: Any = None
     flag: bool = False  # a command-line switch without a value
     const: Optional[str] = None  # the value of a flag given without one (--energy-compare)
+    name: Optional[str] = None  # command-line and ini name when it differs from the key
 
     @property
     def dest(self) -> str:
-        return "energy_" + self.key.replace("-", "_")
+        return "energy_" + (self.name or self.key).replace("-", "_")
 
     @property
     def cli(self) -> str:
-        return "--energy-" + self.key
+        return "--energy-" + (self.name or self.key)
 
 
 OPTIONS: List[Option] = [
@@ -101,8 +115,15 @@ OPTIONS: List[Option] = [
     Option("compare", "compare with the latest stored run, or the one named", _text, const="latest"),
     Option("compare-fail", "fail a test whose energy grew by more than this over the compared run, e.g. 10%", parse_percentage),
     Option("storage", "directory of stored runs", _text, ".energy"),
+    Option("baseline-mode", "use: reuse the cached baseline; refresh: measure it again; off: no normalisation",
+           _choice(BASELINE_MODES), "use", name="baseline"),
+    Option("baseline-repeats", "run the baseline test this many times and use the mean", _count_at_least_one, 1),
+    Option("baseline-max-age", "re-measure a cached baseline older than this, e.g. 30d", _duration),
+    Option("normalized", "energy caps compare normalised energy (needs a baseline)", _bool, False, flag=True),
+    Option("preset", "reference values of a challenge: " + "|".join(PRESETS), _choice(tuple(PRESETS))),
+    Option("normalization", "one-point (the challenge's rule) or two-point", _choice(NORMALIZATION_RULES), "one-point"),
 ]
-PYPROJECT_ONLY = {"metadata"}
+PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +143,13 @@ class Settings:
     compare: Optional[str] = None  # "latest" or a stored run's name
     compare_fail: Optional[float] = None  # 0.10 for 10 %
     storage: str = ".energy"
+    baseline_mode: str = "use"
+    baseline_nodeid: Optional[str] = None
+    baseline_repeats: int = 1
+    baseline_max_age_s: Optional[float] = None
+    normalized: bool = False
+    normalization: str = "one-point"
+    reference: ReferenceValues = dataclasses.field(default_factory=ReferenceValues)
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
 
@@ -195,10 +223,19 @@ def build_settings(
     if not isinstance(metadata, dict):
         raise ConfigError(f"{source} [tool.pytest-energy] key 'metadata': expected a table, got {metadata!r}")
     caps: Dict[str, Optional[float]] = {"default": None, "train": None, "test": None}
-    caps.update(pyproject_caps)
-    if values["cap"] is not None:
-        caps = {"default": values["cap"], "train": None, "test": None}
+    if cli.get("energy_cap") not in (None, "") or not pyproject_caps:
+        caps["default"] = values["cap"]  # from the command line, or else the ini key
+    else:
+        caps.update(pyproject_caps)
     unit = values["unit"]
+    try:
+        reference = resolve_reference(values["preset"], pyproject)
+    except (QuantityError, ValueError) as exc:
+        raise ConfigError(f"{source} [tool.pytest-energy]: {exc}") from None
+    baseline = pyproject.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise ConfigError(f"{source} [tool.pytest-energy] key 'baseline': expected a test id such as "
+                          f"\"tests/test_baseline.py::test_ten_epochs\", got {baseline!r}")
     return Settings(
         caps=caps,
         meter=values["meter"],
@@ -213,6 +250,13 @@ def build_settings(
         compare=values["compare"],
         compare_fail=values["compare-fail"],
         storage=values["storage"],
+        baseline_mode=values["baseline-mode"],
+        baseline_nodeid=baseline,
+        baseline_repeats=values["baseline-repeats"],
+        baseline_max_age_s=values["baseline-max-age"],
+        normalized=values["normalized"],
+        normalization=values["normalization"],
+        reference=reference,
         metadata=dict(metadata),
         source=source,
     )

@@ -7,7 +7,7 @@ to turn a passed test into a failed one with it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 from .measure.base import COMPONENTS, Measurement
 from .units import format_energy
@@ -24,18 +24,28 @@ class CapFailure:
         return self.message
 
 
-def energy_verdict(measurement: Optional[Measurement], cap_j: Optional[float], unit: Optional[str] = None) -> "tuple[str, Optional[CapFailure]]":
-    """The verdict on a test's energy against its cap, and the failure if it broke it."""
+def energy_verdict(
+    measurement: Optional[Measurement],
+    cap_j: Optional[float],
+    unit: Optional[str] = None,
+    normalize: Optional[Callable[[float], float]] = None,
+) -> Tuple[str, Optional[CapFailure]]:
+    """The verdict on a test's energy against its cap, and the failure if it broke it.
+
+    With ``normalize``, the cap applies to the normalised energy.
+    """
     if cap_j is None:
         return "no-cap", None
     total = measurement.total_j if measurement else None
     if total is None:
         why = "; ".join(r.note for r in measurement.readings if r.note) if measurement else "test was not measured"
         return "unmeasured", CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: no meter measured this test ({why})", "unmeasured")
-    if total <= cap_j:
+    compared, what = (total, "energy") if normalize is None else (normalize(total), "normalised energy")
+    if compared <= cap_j:
         return "pass", None
+    raw = "" if normalize is None else f"raw {format_energy(total, unit)}: "
     return "over-cap", CapFailure(
-        f"energy {format_energy(total, unit)} exceeds cap {format_energy(cap_j, unit)} ({split(measurement, unit)})"  # type: ignore[arg-type]
+        f"{what} {format_energy(compared, unit)} exceeds cap {format_energy(cap_j, unit)} ({raw}{split(measurement, unit)})"  # type: ignore[arg-type]
     )
 
 

@@ -18,6 +18,10 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from .account.normalize import Normalization
+from .account.session import account
+from .baseline import BaselinePlan
+from .baseline_cache import BaselineCacheError
 from .concurrency import claim_machine, overlap_warning
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
 from .decide import CapFailure, energy_verdict
@@ -28,7 +32,7 @@ from .record import Record
 from .report import github
 from .report.json_report import build_document, write_atomically
 from .report.junit import junit_properties
-from .report.terminal import HEADERS, caveats, format_table, summary_rows
+from .report.terminal import accounting_lines, caveats, format_table, summary_table
 from .runs import StoredRun
 from .runs import RunStore, RunStoreError, check_regression, commit_info
 from .units import format_energy
@@ -51,7 +55,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "energy(phase='test', cap=None, system=None): measure this test's energy; phase is 'train' or 'test', "
-        "cap (e.g. '2kWh') overrides --energy-cap for it",
+        "cap (e.g. '2kWh') overrides --energy-cap for it; system links a training and an inference test",
+    )
+    config.addinivalue_line(
+        "markers",
+        "energy_baseline(reference=None): the reference workload (e.g. 10 baseline epochs) whose energy here "
+        "normalises every other figure; reference is its energy on the reference machine",
     )
     config.pluginmanager.register(EnergyPlugin(config, load_settings(config)), PLUGIN_NAME)
 
@@ -69,6 +78,14 @@ def load_settings(config: pytest.Config) -> Settings:
         )
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
+
+
+def baseline_cache_dir(config: pytest.Config) -> Path:
+    """Where baseline energies are cached: pytest's cache directory (``.pytest_cache``)."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("energy-baseline"))
+    return Path(config.rootpath, ".pytest_cache", "d", "energy-baseline")
 
 
 @pytest.fixture
@@ -97,6 +114,9 @@ class EnergyPlugin:
         self._saved_run: Optional[Path] = None
         self._machine_lock: Any = None
         self._stored_run: Optional[StoredRun] = None
+        self.baseline = BaselinePlan(settings)
+        self.normalization: Optional[Normalization] = None
+        self._baseline_json: List[Dict[str, Any]] = []  # on the controller: the targets as a worker last saw them
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
         if compare is not None:
             try:
@@ -129,18 +149,42 @@ class EnergyPlugin:
         if STATE in item.stash:
             return item.stash[STATE]
         marker = item.get_closest_marker("energy")
-        if marker is None and "energy" not in getattr(item, "fixturenames", ()) and not self.settings.all:
+        is_baseline = self.baseline.is_baseline(item)
+        if marker is None and not is_baseline and "energy" not in getattr(item, "fixturenames", ()) and not self.settings.all:
             return None
         kwargs = marker.kwargs if marker else {}
-        phase = kwargs.get("phase", "test")
-        if phase not in PHASE_CHOICES:
+        phase = "baseline" if is_baseline else kwargs.get("phase", "test")
+        if phase not in PHASE_CHOICES + ("baseline",):
             raise pytest.UsageError(f"{item.nodeid}: energy marker phase must be 'train' or 'test', got {phase!r}")
         try:
-            cap = self.settings.cap_for(phase, parse_marker_cap(kwargs.get("cap"), item.nodeid))
+            marker_cap = parse_marker_cap(kwargs.get("cap"), item.nodeid)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
+        cap = marker_cap if is_baseline else self.settings.cap_for(phase, marker_cap)
         state = item.stash[STATE] = TestState(phase, cap, kwargs.get("system"))
         return state
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+        """Reuse the cached baseline (skipping its test) or move the baseline test first."""
+        if not self.baseline.active:
+            return
+        wanted = self.settings.reference.normalizes or self.settings.normalized
+        if not wanted and not any(self.baseline.is_baseline(item) for item in items):
+            return
+        self.meter()
+        try:
+            reused = self.baseline.prepare(items, self.environment["fingerprint"], baseline_cache_dir(self.config))
+        except ConfigError as exc:
+            raise pytest.UsageError(f"pytest-energy: {exc}") from None
+        except BaselineCacheError as exc:
+            warnings.warn(EnergyWarning(f"baseline cache unusable, no normalisation this run: {exc}"))
+            return
+        for item, target in reused:
+            item.add_marker(pytest.mark.skip(reason=self.baseline.reuse_reason(target)))
+        for warning in self.baseline.warnings:
+            warnings.warn(EnergyWarning(warning))
+        self.normalization = self.baseline.normalization()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -157,6 +201,8 @@ class EnergyPlugin:
         if state is None:
             yield
             return
+        if state.phase == "baseline" and self.baseline.target_for(item.nodeid) is not None:
+            state.extra["repeats_j"] = [self._measure_once(item) for _ in range(self.settings.baseline_repeats - 1)]
         window = state.window = self.meter().window()
         self._running = (item, state)
         watchdog = self._watch(state, window)
@@ -168,11 +214,18 @@ class EnergyPlugin:
                 watchdog.stop()
             state.measurement = window.stop()
 
+    def _measure_once(self, item: pytest.Item) -> Optional[float]:
+        """One extra run of a baseline test's body, for ``baseline-repeats``."""
+        window = self.meter().window()
+        item.runtest()
+        return window.stop().total_j
+
     def _watch(self, state: TestState, window: Window) -> Optional[Watchdog]:
         """Start a watchdog when the test has a limit that can be enforced live."""
         limits = []
         if state.cap_j is not None:
-            limits.append((state.cap_j, "cap"))
+            normalization = self._cap_normalization(state)
+            limits.append((normalization.local_energy_for(state.cap_j) if normalization else state.cap_j, "cap"))
         if self.settings.session_cap_j is not None:
             limits.append((self.settings.session_cap_j - self.session_energy_j(), "session cap"))
         if not limits or self.settings.cap_mode != "fail" or not self.meter().available:
@@ -185,7 +238,9 @@ class EnergyPlugin:
         def stop(measurement: Measurement, elapsed_s: float) -> None:
             state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": measurement.total_j, "limit": kind}
             cap = state.cap_j if kind == "cap" else self.settings.session_cap_j
-            _, failure = energy_verdict(measurement, limit_j, self.settings.unit)
+            normalization = self._cap_normalization(state) if kind == "cap" else None
+            _, failure = energy_verdict(measurement, cap if normalization else limit_j, self.settings.unit,
+                                        normalization.normalize if normalization else None)
             message = failure.as_longrepr() if failure else ""
             if kind == "session cap":
                 message = message.replace("exceeds cap", "crosses what is left of the session cap", 1)
@@ -202,11 +257,15 @@ class EnergyPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
-        state = item.stash.get(STATE, None)
+        state = self.state(item) if call.when == "setup" and not report.passed else item.stash.get(STATE, None)
         if state is None or state.reported:
             return
         if call.when == "call" or (call.when == "setup" and not report.passed):
             outcome_name = report.outcome if call.when == "call" else ("error" if report.failed else "skipped")
+            if state.phase == "baseline":
+                self._baseline_done(item, state, report.passed and call.when == "call")
+            elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
+                state.extra["energy_normalized_j"] = self.normalization.normalize(state.measurement.total_j)
             failures = [failure for failure in (self._cap_failure(state), self._regression(item, state)) if failure]
             if failures and self.settings.cap_mode == "warn":
                 for failure in failures:
@@ -221,12 +280,42 @@ class EnergyPlugin:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
+            report.energy_baseline = [target.to_json() for target in self.baseline.targets]  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
             state.reported = True
             self._running = None
 
+    def _baseline_done(self, item: pytest.Item, state: TestState, passed: bool) -> None:
+        """Cache a freshly measured baseline, or note that it was reused."""
+        target = self.baseline.target_for(item.nodeid)
+        if target is None:
+            return
+        energies = list(state.extra.pop("repeats_j", [])) + [state.measurement.total_j if state.measurement else None]
+        if target.entry is None or target.source != "cached":
+            if not passed or any(energy is None for energy in energies):
+                warnings.warn(EnergyWarning(f"baseline {item.nodeid} did not pass or was not measured: no normalisation this run"))
+            else:
+                try:
+                    spread = self.baseline.measured(item.nodeid, energies, self.environment["hardware"], state.measurement.meter)  # type: ignore[union-attr]
+                except (BaselineCacheError, OSError) as exc:
+                    warnings.warn(EnergyWarning(f"cannot cache the baseline: {exc}"))
+                    spread = None
+                if spread:
+                    warnings.warn(EnergyWarning(spread))
+                self.normalization = self.baseline.normalization()
+        state.extra["baseline"] = target.to_json()
+
+    def _cap_normalization(self, state: TestState) -> Optional[Normalization]:
+        """The normalisation a cap compares with (``--energy-normalized``), if any."""
+        return self.normalization if self.settings.normalized and state.phase in PHASE_CHOICES else None
+
     def _cap_failure(self, state: TestState) -> Optional[CapFailure]:
-        return energy_verdict(state.measurement, state.cap_j, self.settings.unit)[1]
+        normalization = self._cap_normalization(state)
+        if self.settings.normalized and normalization is None and state.cap_j is not None and state.phase in PHASE_CHOICES:
+            return CapFailure("cannot enforce a normalised cap: no baseline was measured before this test "
+                              "(mark the reference workload with @pytest.mark.energy_baseline)", "unmeasured")
+        return energy_verdict(state.measurement, state.cap_j, self.settings.unit,
+                              normalization.normalize if normalization else None)[1]
 
     def _regression(self, item: pytest.Item, state: TestState) -> Optional[CapFailure]:
         if self._stored_run is None or self.settings.compare_fail is None or state.measurement is None:
@@ -245,7 +334,8 @@ class EnergyPlugin:
         return failure
 
     def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
-        verdict, _ = energy_verdict(state.measurement, state.cap_j, self.settings.unit)
+        failure = self._cap_failure(state)
+        verdict = failure.verdict if failure else ("no-cap" if state.cap_j is None else "pass")
         path, line, _ = item.location
         return Record(
             nodeid=item.nodeid,
@@ -267,6 +357,7 @@ class EnergyPlugin:
             return
         self.records.append(Record.from_json(data))
         self.environment = self.environment or dict(getattr(report, "energy_environment", {}) or {})
+        self._baseline_json = list(getattr(report, "energy_baseline", None) or self._baseline_json)
         self.write_json()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -294,11 +385,30 @@ class EnergyPlugin:
         if self._meter is not None:
             self._meter.close()
 
+    def session_normalization(self) -> Optional[Normalization]:
+        """The normalisation for the reports, from the targets the tests' reports carried."""
+        if self.normalization is not None or not self.baseline.active:
+            return self.normalization
+        points = [(t["energy_j"], t["reference_j"]) for t in self._baseline_json if t.get("energy_j") and t.get("reference_j")]
+        if not points or len(points) != len(self._baseline_json):
+            return None
+        return Normalization.from_points(tuple(points))
+
+    def accounted_records(self) -> List[Record]:
+        return account(self.records, self.session_normalization(), self.settings.reference)
+
     def document(self) -> Dict[str, Any]:
-        session = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps)}
+        session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
+                                   "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
         if self._stored_run is not None:
             session["compared_with"] = str(self._stored_run.path)
-        return build_document(self.records, self.environment, self.settings.metadata, session)
+        normalization = self.session_normalization()
+        extra = {
+            "normalization": normalization.to_json() if normalization else None,
+            "baseline": self._baseline_json or [target.to_json() for target in self.baseline.targets],
+            "reference": self.settings.reference.to_json(),
+        }
+        return build_document(self.accounted_records(), self.environment, self.settings.metadata, session, extra)
 
     def write_json(self) -> None:
         if not self.settings.json or self._json_failed:
@@ -313,10 +423,13 @@ class EnergyPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
+        records = self.accounted_records()
         terminalreporter.write_sep("=", "energy")
-        for line in format_table(HEADERS, summary_rows(self.records, self.settings.unit)):
+        for line in format_table(*summary_table(records, self.settings.unit)):
             terminalreporter.write_line(line)
-        for line in caveats(self.records):
+        for line in accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit):
+            terminalreporter.write_line(line)
+        for line in caveats(records):
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
@@ -324,9 +437,9 @@ class EnergyPlugin:
             terminalreporter.write_line(f"energy run stored as {self._saved_run}")
         if github.on_github_actions():
             level = "warning" if self.settings.cap_mode == "warn" else "error"
-            for command in github.annotations(self.records, self.settings.unit, level):
+            for command in github.annotations(records, self.settings.unit, level):
                 terminalreporter.write_line(command)
             try:
-                github.write_summary(github.summary_markdown(self.records, self.settings.unit))
+                github.write_summary(github.summary_markdown(records, self.settings.unit))
             except OSError as exc:
                 warnings.warn(EnergyWarning(f"cannot write the GitHub job summary: {exc}"))

@@ -31,21 +31,21 @@ class QuantityError(ValueError):
     """A quantity string that cannot be used; the message says what to write instead."""
 
 
-def _split(text: str, what: str) -> tuple[float, str]:
+def _split(text: str, what: str, hint: str) -> tuple[float, str]:
     match = _QUANTITY.match(str(text))
     if not match:
-        raise QuantityError(f"invalid {what} {text!r}")
+        raise QuantityError(f"invalid {what} {text!r}; {hint}")
     try:
         value = float(match.group(1))
     except ValueError:
-        raise QuantityError(f"invalid {what} {text!r}: not a number") from None
+        raise QuantityError(f"invalid {what} {text!r}: not a number; {hint}") from None
     return value, match.group(2).lower()
 
 
 def parse_energy(text: str) -> float:
     """Return the joules in an energy string such as ``2kWh``, ``2 kwh`` or ``7.2e6J``."""
-    value, unit = _split(text, "energy")
     hint = f"write a number with an energy unit: {ENERGY_UNITS} (e.g. 2kWh)"
+    value, unit = _split(text, "energy", hint)
     if unit in _POWER_UNITS:
         raise QuantityError(f"invalid energy {text!r}: {unit!r} is a unit of power, not energy; {hint}")
     if unit not in JOULES_PER_UNIT:
@@ -62,13 +62,28 @@ def parse_count(text: str | float | int) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value, suffix = float(text), ""
     else:
-        value, suffix = _split(str(text), "count")
+        value, suffix = _split(str(text), "count", f"write {COUNT_FORMS}")
     if suffix not in COUNT_SUFFIXES:
         raise QuantityError(f"invalid count {text!r}: unknown suffix {suffix!r}; write {COUNT_FORMS}")
     count = value * COUNT_SUFFIXES[suffix]
     if not math.isfinite(count) or count < 0:
         raise QuantityError(f"invalid count {text!r}: must be finite and not negative; write {COUNT_FORMS}")
     return count
+
+
+SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Return the seconds in a duration such as ``30d``, ``12h``, ``90min`` or ``3600s``."""
+    hint = "write a number with s, min, h or d (e.g. 30d)"
+    value, unit = _split(str(text), "duration", hint)
+    if unit not in SECONDS_PER_UNIT:
+        raise QuantityError(f"invalid duration {text!r}: {hint}")
+    seconds = value * SECONDS_PER_UNIT[unit]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise QuantityError(f"invalid duration {text!r}: must be finite and more than zero")
+    return seconds
 
 
 def joules_to_kwh(joules: float) -> float:

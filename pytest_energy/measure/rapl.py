@@ -48,7 +48,7 @@ class RaplSource(Source):
 
     def __init__(self, root: Union[str, Path] = "/sys/class/powercap", poll_s: Optional[float] = None):
         self._root = Path(root)
-        self._poll_s = poll_s
+        self.poll_s = poll_s  # seconds between background reads; chosen at ``open`` when None
         self._zones: List[_Zone] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,8 +73,11 @@ class RaplSource(Source):
             except (OSError, ValueError) as exc:
                 raise SourceUnavailable(f"cannot read RAPL zone {zone.path}: {exc}") from exc
         self._zones = zones
-        poll_s = self._poll_s if self._poll_s is not None else _default_poll_s(zones)
-        self._poller = threading.Thread(target=self._poll_forever, args=(poll_s,), name="pytest-energy-rapl-poller", daemon=True)
+        if self.poll_s is None:
+            self.poll_s = _default_poll_s(zones)
+        self._poller = threading.Thread(
+            target=self._poll_forever, args=(self.poll_s,), name="pytest-energy-rapl-poller", daemon=True
+        )
         self._poller.start()
 
     @property
@@ -85,7 +88,9 @@ class RaplSource(Source):
         with self._lock:
             self._read_all()
             return {
-                zone.device: DeviceTotal(zone.component, zone.device, zone.total_uj / 1e6, "rapl-counter", zone.label, zone.partial)
+                zone.device: DeviceTotal(
+                    zone.component, zone.device, zone.total_uj / 1e6, "rapl-counter", zone.label, zone.partial
+                )
                 for zone in self._zones
             }
 

@@ -62,6 +62,7 @@ def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> No
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; a report is an ordinary file
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=2, allow_nan=False)
             stream.write("\n")
@@ -72,6 +73,12 @@ def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> No
         except OSError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_schema() -> Dict[str, Any]:

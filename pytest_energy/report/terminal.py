@@ -2,30 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..record import Record
 from ..units import format_energy
 
-HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "cap", "verdict", "meter")
+HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "normalised", "cap", "verdict", "meter")
 
 
-def summary_rows(records: Iterable[Record], unit: Optional[str]) -> List[Sequence[str]]:
+def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Sequence[str], List[Sequence[str]]]:
+    """Headers and rows of the energy table; the normalised column only when a figure is normalised."""
+    records = list(records)
+    normalised = any(record.extra.get("energy_normalized_j") is not None for record in records)
     rows = []
     for record in records:
         share = record.measurement.gpu_share if record.measurement else None
-        rows.append((
+        normalized_j = record.extra.get("energy_normalized_j")
+        row = [
             record.nodeid,
             record.phase,
             format_energy(record.energy_j, unit),
             *(_component(record, component, unit) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
+            "-" if normalized_j is None else format_energy(normalized_j, unit),
             "-" if record.cap_j is None else format_energy(record.cap_j, unit),
             record.verdict,
             record.measurement.meter if record.measurement else "none",
-        ))
-    return rows
+        ]
+        rows.append(row if normalised else row[:7] + row[8:])
+    headers = HEADERS if normalised else HEADERS[:7] + HEADERS[8:]
+    return headers, rows
+
+
+def accounting_lines(
+    records: Iterable[Record], normalization: Optional[Normalization], targets: Sequence[Mapping[str, Any]], unit: Optional[str]
+) -> List[str]:
+    """How figures were normalised, and each recorded score with its energy-weighted values."""
+    lines = []
+    if normalization is not None:
+        local = ", ".join(
+            f"E_local {format_energy(t.get('energy_j'), unit)} ({t.get('source') or 'measured'}"
+            f"{', ' + str(t.get('measured_at')) if t.get('measured_at') else ''}, {t.get('meter')}) "
+            f"-> E_ref {format_energy(t.get('reference_j'), unit)}"
+            for t in targets
+        )
+        rule = (f"factor {normalization.factor:.4g}" if normalization.factor is not None
+                else f"E_ref = {normalization.fit.a:.4g} E_local + {format_energy(normalization.fit.b, unit)}")  # type: ignore[union-attr]
+        lines.append(f"normalisation: {normalization.rule}, {rule}; {local}")
+    for record in records:
+        for phase, weighted in record.extra.get("ew_scores", {}).items():
+            figures = ", ".join(f"{name} {value:.3g}" for name, value in weighted.items())
+            lines.append(f"EW ({phase} energy) {record.nodeid}: {figures}")
+        if record.extra.get("ew_scores_missing"):
+            lines.append(f"EW {record.nodeid}: {record.extra['ew_scores_missing']}")
+    return lines
 
 
 def _component(record: Record, component: str, unit: Optional[str]) -> str:
@@ -36,7 +68,10 @@ def _component(record: Record, component: str, unit: Optional[str]) -> str:
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells: Iterable[str]) -> str:
+        return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
     return [line(headers), line("-" * width for width in widths), *(line(row) for row in rows)]
 
 

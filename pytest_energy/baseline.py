@@ -1,0 +1,148 @@
+"""The reference workload in a session: reuse its cached energy, or measure it first.
+
+A baseline test is marked ``@pytest.mark.energy_baseline`` (or named by ``baseline``
+in ``[tool.pytest-energy]``). Its energy on this machine, ``E_local``, is cached per
+hardware fingerprint; on a hit the test is skipped and reported as reused, on a miss
+it runs before every other test so that the tests after it are normalised.
+One-point normalisation takes one baseline test (its reference energy from
+``reference-energy`` or the marker's ``reference=``); two-point takes two, each with
+its own ``reference=``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .account.normalize import Normalization
+from .baseline_cache import BaselineCache, BaselineEntry
+from .config import ConfigError, Settings, parse_marker_cap
+from .units import format_energy
+
+MARKER = "energy_baseline"
+
+
+@dataclasses.dataclass
+class BaselineTarget:
+    """One reference workload: its test, its reference-machine energy, and what is known here."""
+
+    nodeid: str
+    reference_j: Optional[float]
+    cache: BaselineCache
+    entry: Optional[BaselineEntry] = None
+    source: str = ""  # "cached" or "measured"
+    message: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        entry = self.entry
+        return {
+            "nodeid": self.nodeid,
+            "reference_j": self.reference_j,
+            "energy_j": entry.energy_j if entry else None,
+            "energies_j": list(entry.energies_j) if entry else [],
+            "std_j": entry.std_j if entry else None,
+            "measured_at": entry.measured_at if entry else None,
+            "meter": entry.meter if entry else None,
+            "source": self.source or None,
+            "cache": self.message,
+        }
+
+
+class BaselinePlan:
+    """The session's baseline targets and, once all are known, its normalisation."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.cache_dir = Path()
+        self.targets: List[BaselineTarget] = []
+        self.warnings: List[str] = []
+
+    @property
+    def active(self) -> bool:
+        return self.settings.baseline_mode != "off"
+
+    def is_baseline(self, item: Any) -> bool:
+        return item.get_closest_marker(MARKER) is not None or item.nodeid == self.settings.baseline_nodeid
+
+    def prepare(self, items: List[Any], fingerprint: str, cache_dir: Path) -> List[Any]:
+        """Look every baseline test up in the cache; return the items to skip as reused. Reorders ``items``."""
+        self.cache_dir = cache_dir
+        baseline_items = [item for item in items if self.is_baseline(item)]
+        two_point = self.settings.normalization == "two-point"
+        if two_point and len(baseline_items) != 2:
+            raise ConfigError(
+                f"normalization = \"two-point\" needs two baseline tests, each marked energy_baseline(reference=...); "
+                f"found {len(baseline_items)}"
+            )
+        if not two_point and len(baseline_items) > 1:
+            names = ", ".join(item.nodeid for item in baseline_items)
+            raise ConfigError(f"one-point normalisation takes one baseline test, found {len(baseline_items)} ({names}); "
+                              "keep one or set normalization = \"two-point\"")
+        reused = []
+        for item in baseline_items:
+            marker = item.get_closest_marker(MARKER)
+            reference = parse_marker_cap(marker.kwargs.get("reference"), item.nodeid) if marker else None
+            if reference is None and two_point:
+                raise ConfigError(f"{item.nodeid}: two-point normalisation needs energy_baseline(reference=\"...\")")
+            target = self._target(item.nodeid, reference if reference is not None else self.settings.reference.reference_energy_j,
+                                  two_point, fingerprint)
+            if target.entry is not None:
+                reused.append((item, target))
+        if not baseline_items and not two_point:
+            self._target(None, self.settings.reference.reference_energy_j, False, fingerprint)
+        measured_first = [item for item in baseline_items if item not in [pair[0] for pair in reused]]
+        items[:] = measured_first + [item for item in items if item not in measured_first]
+        if self.settings.normalized and not self.targets_known_or_pending:
+            raise ConfigError("--energy-normalized needs a baseline: mark the reference workload with "
+                              "@pytest.mark.energy_baseline or set baseline = \"<test id>\" in [tool.pytest-energy]")
+        return reused
+
+    @property
+    def targets_known_or_pending(self) -> bool:
+        return bool(self.targets) and all(target.entry is not None or target.nodeid for target in self.targets)
+
+    def _target(self, nodeid: Optional[str], reference_j: Optional[float], two_point: bool, fingerprint: str) -> BaselineTarget:
+        directory = self.cache_dir
+        if two_point:
+            directory = directory / ("two-point-" + hashlib.sha256(str(nodeid).encode()).hexdigest()[:8])
+        cache = BaselineCache(directory)
+        if self.settings.baseline_mode == "refresh":
+            cache.clear(fingerprint)
+        lookup = cache.load(fingerprint, self.settings.baseline_max_age_s, nodeid=nodeid)
+        if lookup.status in ("corrupt", "expired", "baseline-changed", "fingerprint-changed") and nodeid:
+            self.warnings.append(f"baseline: {lookup.message}; measuring it again")
+        elif lookup.status == "corrupt":
+            self.warnings.append(f"baseline: {lookup.message}")
+        if nodeid is None and lookup.entry is None:
+            return BaselineTarget("", reference_j, cache, message=lookup.message)
+        target = BaselineTarget(nodeid or lookup.entry.nodeid, reference_j, cache, lookup.entry,  # type: ignore[union-attr]
+                                "cached" if lookup.entry else "", lookup.message)
+        self.targets.append(target)
+        return target
+
+    def target_for(self, nodeid: str) -> Optional[BaselineTarget]:
+        return next((target for target in self.targets if target.nodeid == nodeid), None)
+
+    def measured(self, nodeid: str, energies_j: Sequence[float], hardware: Mapping[str, Any], meter: str) -> Optional[str]:
+        """Store a fresh measurement of a baseline test; returns a warning on large spread."""
+        target = self.target_for(nodeid)
+        if target is None:
+            return None
+        entry = BaselineEntry.from_repeats(hardware, energies_j, meter, nodeid)
+        target.cache.store(entry)
+        target.entry, target.source, target.message = entry, "measured", "measured in this run and cached"
+        return entry.spread_warning
+
+    def normalization(self) -> Optional[Normalization]:
+        """The normalisation once every target has an energy and a reference energy; else None."""
+        if not self.active or not self.targets or any(t.entry is None or t.reference_j is None for t in self.targets):
+            return None
+        return Normalization.from_points(tuple((t.entry.energy_j, t.reference_j) for t in self.targets))  # type: ignore[union-attr]
+
+    def reuse_reason(self, target: BaselineTarget) -> str:
+        entry = target.entry
+        assert entry is not None
+        return (f"baseline reused from cache: {format_energy(entry.energy_j)} measured {entry.measured_at} "
+                f"with {entry.meter} (--energy-baseline=refresh measures it again)")

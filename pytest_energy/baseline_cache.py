@@ -1,0 +1,276 @@
+"""The baseline's measured energy, cached per hardware fingerprint.
+
+One JSON file per fingerprint (``<fingerprint>.json``) in a directory the plugin
+chooses (pytest's cache: ``config.cache.mkdir("energy-baseline")``), so a cache shared
+by machines of different kinds keeps one entry for each. Writes go to a temporary
+file that replaces the entry atomically, under a ``filelock.FileLock``; reads take
+the same lock, so a reader never discards an entry another process is writing. An
+entry that is not valid JSON, or not this schema, is deleted and reported, never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import filelock
+
+from . import __version__
+from .units import format_energy
+
+SCHEMA = "pytest-energy/baseline/1"
+FINGERPRINT_KEYS = ("gpu_models", "gpu_count", "gpu_driver", "cpu_model", "meter")
+SPREAD_WARNING_CV = 0.20  # coefficient of variation above which repeats are called unstable
+LOCK_TIMEOUT_S = 60.0
+STATUSES = ("hit", "miss", "expired", "fingerprint-changed", "baseline-changed", "corrupt")
+
+
+class BaselineCacheError(Exception):
+    """The cache directory cannot be used; the message says why."""
+
+
+def hardware_facts(
+    gpu_models: Sequence[str], gpu_driver: Optional[str], cpu_model: Optional[str], meter: str
+) -> Dict[str, object]:
+    """The facts the fingerprint covers, in the shape ``fingerprint`` expects."""
+    return {
+        "gpu_models": sorted(gpu_models),
+        "gpu_count": len(gpu_models),
+        "gpu_driver": gpu_driver,
+        "cpu_model": cpu_model,
+        "meter": meter,
+    }
+
+
+def fingerprint(hardware: Mapping[str, object]) -> str:
+    """A stable 16-hex-digit hash of the GPU models and count, driver, CPU model and meter.
+
+    Other keys of ``hardware`` are ignored; GPU order does not matter.
+    """
+    facts = {key: hardware.get(key) for key in FINGERPRINT_KEYS}
+    if isinstance(facts["gpu_models"], (list, tuple)):
+        facts["gpu_models"] = sorted(str(model) for model in facts["gpu_models"])
+    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def summarize_repeats(energies_j: Sequence[float]) -> Tuple[float, float, Optional[str]]:
+    """``(mean, sample std, warning)`` of repeated baseline measurements.
+
+    The warning is set when the coefficient of variation exceeds ``SPREAD_WARNING_CV``.
+    """
+    if not energies_j:
+        raise ValueError("no baseline measurement to summarise")
+    for energy in energies_j:
+        if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not math.isfinite(energy) or energy <= 0:
+            raise ValueError(f"baseline energy must be a finite number of joules more than zero, got {energy!r}")
+    mean = statistics.fmean(energies_j)
+    std = statistics.stdev(energies_j) if len(energies_j) > 1 else 0.0
+    if std / mean <= SPREAD_WARNING_CV:
+        return mean, std, None
+    warning = (
+        f"baseline energy varies by {std / mean:.0%} across {len(energies_j)} repeats "
+        f"({format_energy(mean)} ± {format_energy(std)}); every normalised figure inherits this spread "
+        f"(the DCASE organisers saw 0.030 ± 0.020 kWh for the same reference workload across participants' "
+        f"setups). Check for other load on the machine, or raise baseline-repeats."
+    )
+    return mean, std, warning
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"measured_at {text!r} has no time zone")
+    return moment
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineEntry:
+    """One cached baseline measurement, explaining where and how it was taken."""
+
+    fingerprint: str
+    hardware: Mapping[str, object]
+    energy_j: float  # mean of energies_j
+    energies_j: Tuple[float, ...]
+    std_j: float
+    measured_at: str  # ISO 8601, UTC
+    meter: str
+    nodeid: str
+    plugin_version: str = __version__
+    schema: str = SCHEMA
+
+    @classmethod
+    def from_repeats(cls, hardware: Mapping[str, object], energies_j: Sequence[float], meter: str, nodeid: str,
+                     measured_at: Optional[datetime.datetime] = None) -> "BaselineEntry":
+        """An entry for ``hardware`` from one or more measurements of the baseline test."""
+        mean, std, _ = summarize_repeats(energies_j)
+        moment = (measured_at or _utc_now()).astimezone(datetime.timezone.utc)
+        return cls(
+            fingerprint=fingerprint(hardware),
+            hardware=dict(hardware),
+            energy_j=mean,
+            energies_j=tuple(float(energy) for energy in energies_j),
+            std_j=std,
+            measured_at=moment.isoformat(timespec="seconds"),
+            meter=meter,
+            nodeid=nodeid,
+        )
+
+    @property
+    def spread_warning(self) -> Optional[str]:
+        return summarize_repeats(self.energies_j)[2]
+
+    def age_s(self, now: Optional[datetime.datetime] = None) -> float:
+        return ((now or _utc_now()) - _parse_time(self.measured_at)).total_seconds()
+
+    def to_json(self) -> Dict[str, object]:
+        data = dataclasses.asdict(self)
+        data["hardware"] = dict(self.hardware)
+        data["energies_j"] = list(self.energies_j)
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> "BaselineEntry":
+        """Validate strictly; ``ValueError`` says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r} is not {SCHEMA!r}")
+        names = {field.name for field in dataclasses.fields(cls)}
+        if set(data) != names:
+            missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+            raise ValueError(f"fields missing: {missing or 'none'}; unknown: {unknown or 'none'}")
+        for name in ("fingerprint", "measured_at", "meter", "nodeid", "plugin_version"):
+            if not isinstance(data[name], str) or not data[name]:
+                raise ValueError(f"{name} must be a non-empty string, got {data[name]!r}")
+        if not isinstance(data["hardware"], dict):
+            raise ValueError("hardware must be an object")
+        if fingerprint(data["hardware"]) != data["fingerprint"]:
+            raise ValueError("fingerprint does not match the hardware it describes")
+        if not isinstance(data["energies_j"], list):
+            raise ValueError("energies_j must be a list")
+        mean, std, _ = summarize_repeats(data["energies_j"])
+        for name, expected in (("energy_j", mean), ("std_j", std)):
+            value = data[name]
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not is_number or not math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(f"{name} {value!r} does not agree with energies_j ({expected!r})")
+        _parse_time(data["measured_at"])
+        return cls(**{**data, "energies_j": tuple(float(energy) for energy in data["energies_j"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class Lookup:
+    """What ``BaselineCache.load`` found: ``entry`` only on a hit; ``message`` says why otherwise."""
+
+    entry: Optional[BaselineEntry]
+    status: str  # one of STATUSES
+    message: str
+
+
+class BaselineCache:
+    """Baseline entries in ``directory``, one file per hardware fingerprint."""
+
+    def __init__(self, directory: Union[str, "os.PathLike[str]"]):
+        self.directory = Path(directory)
+
+    def path(self, fingerprint: str) -> Path:
+        return self.directory / f"{fingerprint}.json"
+
+    @contextlib.contextmanager
+    def _locked(self, fingerprint: str) -> Iterator[None]:
+        """Hold the lock of one fingerprint's entry; creates the directory."""
+        lock = filelock.FileLock(str(self.directory / f"{fingerprint}.json.lock"), timeout=LOCK_TIMEOUT_S)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except filelock.Timeout:
+            raise BaselineCacheError(
+                f"could not lock {self.path(fingerprint)} within {LOCK_TIMEOUT_S:.0f} s: another pytest run holds it"
+            ) from None
+        except OSError as error:
+            raise BaselineCacheError(f"cannot use the baseline cache in {self.directory}: {error}") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def load(self, fingerprint: str, max_age_s: Optional[float] = None, nodeid: Optional[str] = None,
+             now: Optional[datetime.datetime] = None) -> Lookup:
+        """The entry for ``fingerprint`` when it can be reused; else why not.
+
+        ``max_age_s`` None means entries never expire; ``nodeid``, when given, must be
+        the baseline test the entry was measured with.
+        """
+        path = self.path(fingerprint)
+        with self._locked(fingerprint):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                return self._miss(fingerprint)
+            try:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+                entry = BaselineEntry.from_json(json.loads(raw.decode("utf-8")))
+                if entry.fingerprint != fingerprint:
+                    raise ValueError(f"it is filed under {fingerprint} but describes {entry.fingerprint}")
+            except ValueError as error:
+                path.unlink()
+                return Lookup(None, "corrupt", f"discarded the corrupt or foreign baseline cache entry {path}: {error}")
+        if nodeid is not None and entry.nodeid != nodeid:
+            return Lookup(None, "baseline-changed", f"cached baseline was measured by {entry.nodeid}, not {nodeid}")
+        age = entry.age_s(now)
+        if max_age_s is not None and age > max_age_s:
+            message = f"cached baseline from {entry.measured_at} is {age:.0f} s old (limit {max_age_s:.0f} s)"
+            return Lookup(None, "expired", message)
+        message = f"reused baseline measured {entry.measured_at} with {entry.meter} by {entry.nodeid}"
+        return Lookup(entry, "hit", message)
+
+    def _miss(self, fingerprint: str) -> Lookup:
+        others = sorted(path.stem for path in self.directory.glob("*.json") if path.stem != fingerprint)
+        if others:
+            cached = ", ".join(others)
+            message = f"no baseline for this hardware (fingerprint {fingerprint}); cached ones are for {cached}"
+            return Lookup(None, "fingerprint-changed", message)
+        return Lookup(None, "miss", f"no cached baseline for fingerprint {fingerprint}")
+
+    def store(self, entry: BaselineEntry) -> Path:
+        """Write ``entry`` atomically, replacing any entry for its fingerprint."""
+        text = json.dumps(entry.to_json(), indent=2, sort_keys=True)
+        BaselineEntry.from_json(json.loads(text))  # never write what load would discard
+        with self._locked(entry.fingerprint):
+            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{entry.fingerprint}.", suffix=".tmp")
+            try:
+                with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self.path(entry.fingerprint))
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        return self.path(entry.fingerprint)
+
+    def clear(self, fingerprint: Optional[str] = None) -> List[Path]:
+        """Remove the entry for ``fingerprint`` (every entry when None); return what was removed."""
+        targets = [self.path(fingerprint)] if fingerprint else sorted(self.directory.glob("*.json"))
+        removed = []
+        for path in targets:
+            with self._locked(path.stem):
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+        return removed

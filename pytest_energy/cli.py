@@ -1,0 +1,125 @@
+"""The ``pytest-energy`` command: tools for challenge participants and organisers.
+
+``submission`` prints the energy and complexity block of a DCASE task 4 system
+meta-information file from one JSON report; ``trend`` prints the organisers' tables
+over many reports, CSV rows and DCASE results-page YAML files; ``plot`` draws score
+against normalised training energy. Exit status: 0 done, 2 bad usage or unreadable
+input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pytest_energy import __version__
+from pytest_energy.report.trend import SCORE_NAMES, InputError
+
+USAGE_ERROR = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; the message is printed as one line."""
+
+
+def _submission(args: argparse.Namespace) -> int:
+    from pytest_energy.report.submission import SubmissionError, render_submission
+
+    try:
+        sys.stdout.write(render_submission(Path(args.report)))
+    except SubmissionError as error:
+        raise CliError(str(error)) from None
+    return 0
+
+
+def _trend(args: argparse.Namespace) -> int:
+    from pytest_energy.report.trend import RENDERERS, collect, compute
+
+    collection = collect(args.inputs, year=args.year, score=args.score)
+    if not collection.systems:
+        reasons = "; ".join(sorted({r.reason for r in collection.rejected})) or "no rows"
+        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons})")
+    trend = compute(collection, all_systems=args.all_systems, score=args.score)
+    sys.stdout.write(RENDERERS[args.format](trend))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pytest_energy.report.plot import PlotError, plot_trend
+    from pytest_energy.report.trend import collect
+
+    collection = collect(args.inputs, year=args.year, score=args.score)
+    try:
+        notes = plot_trend(
+            collection, Path(args.output), score=args.score, energy=args.energy, baseline=args.baseline
+        )
+    except PlotError as error:
+        raise CliError(str(error)) from None
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="DIR_OR_FILE",
+        help="pytest-energy JSON reports, organisers' CSV files, DCASE results YAML files, or directories of them",
+    )
+    parser.add_argument("--year", type=int, help="edition year for rows and reports that do not state one")
+    parser.add_argument(
+        "--score", choices=SCORE_NAMES, default="psds1", help="score to rank systems by (default: psds1)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pytest-energy", description="Energy reports for challenge participants and organisers."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    submission = commands.add_parser(
+        "submission", help="print the energy and complexity block of a DCASE task 4 meta-information file"
+    )
+    submission.add_argument("report", help="a pytest-energy JSON report (e.g. energy.json)")
+    submission.set_defaults(run=_submission)
+
+    trend = commands.add_parser("trend", help="organisers' tables: quartiles, GPU share, best score under thresholds")
+    _add_inputs(trend)
+    trend.add_argument("--format", choices=("table", "md", "csv"), default="table", help="output format")
+    trend.add_argument(
+        "--all-systems", action="store_true", help="threshold table over ensembles too (default: single systems)"
+    )
+    trend.set_defaults(run=_trend)
+
+    plot = commands.add_parser("plot", help="PNG of score against normalised training energy")
+    _add_inputs(plot)
+    plot.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plot.add_argument(
+        "--energy", choices=("normalized", "raw"), default="normalized",
+        help="training energy on the x axis (default: normalized)",
+    )
+    plot.add_argument("--baseline", help="system name whose energy and score draw the quadrant lines")
+    plot.set_defaults(run=_plot)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
+    try:
+        return int(args.run(args))
+    except (CliError, InputError) as error:
+        print(f"pytest-energy {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

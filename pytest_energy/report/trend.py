@@ -1,0 +1,885 @@
+"""The organisers' view: trend tables over many systems, one row per submitted system.
+
+Three inputs become one list of ``System`` values: pytest-energy JSON reports (one per
+system), a plain CSV of submissions, and the DCASE task 4 results-page YAML files read
+as they are. Rows that cannot be used are rejected with a counted reason; fields that
+cannot be read are left empty and counted. From the systems of each edition come the
+tables organisers publish: quartiles of complexity and energy, the GPU share of
+energy, and the best score among systems under the P25 / median thresholds.
+Percentiles use linear interpolation between closest ranks, numpy.percentile's
+default, implemented here so the module needs nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from pytest_energy.account.dcase_data import parse_count, parse_score
+from pytest_energy.units import JOULES_PER_UNIT, format_count, format_energy
+
+REPORT_SCHEMA = "pytest-energy/1"
+PERCENTILE_METHOD = (
+    "percentiles by linear interpolation between closest ranks "
+    "(numpy.percentile's default, method='linear')"
+)
+KWH_J = JOULES_PER_UNIT["kwh"]
+SCORE_NAMES = ("psds1", "psds2")
+# Score columns of the DCASE task 4 results-page YAML files, per score name, newest first.
+# 2023 (submissions_task4a_entries.yaml) gives "value (CI low - CI high)" strings on the full
+# evaluation set; 2022 (results_task4_entries.yaml) gives plain floats.
+YAML_SCORE_KEYS = {
+    "psds1": ("psds1_eval_full", "PSDS_1_all"),
+    "psds2": ("psds2_eval_full", "PSDS_2_all"),
+}
+UNSTATED = object()  # a source that has no ensemble field at all
+REPORT_SUFFIXES = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
+
+
+class InputError(Exception):
+    """An input that cannot be read at all; the message says which and why."""
+
+
+# ----------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class System:
+    """One submitted system; energies in joules, None where the source has no figure."""
+
+    name: str
+    edition: str
+    source: str
+    ensemble: Optional[bool]  # None: the source does not say
+    baseline: bool = False
+    params: Optional[float] = None
+    macs: Optional[float] = None
+    train_j: Optional[float] = None
+    test_j: Optional[float] = None
+    train_normalized_j: Optional[float] = None
+    test_normalized_j: Optional[float] = None
+    train_gpu_j: Optional[float] = None
+    test_gpu_j: Optional[float] = None
+    score: Optional[float] = None
+
+    def gpu_share(self, phase: str) -> Optional[float]:
+        """GPU energy over total energy for ``"train"`` or ``"test"``."""
+        total, gpu = (self.train_j, self.train_gpu_j) if phase == "train" else (self.test_j, self.test_gpu_j)
+        if total is None or gpu is None or total <= 0:
+            return None
+        return gpu / total
+
+
+@dataclass(frozen=True)
+class Rejection:
+    source: str
+    row: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """A field that could not be read; its row was kept with the field empty."""
+
+    source: str
+    row: str
+    field: str
+    value: str
+
+
+@dataclass
+class Collection:
+    """Everything read from the inputs."""
+
+    systems: List[System] = field(default_factory=list)  # usable, baselines excluded
+    baselines: List[System] = field(default_factory=list)
+    rejected: List[Rejection] = field(default_factory=list)
+    issues: List[FieldIssue] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    files: int = 0
+
+    def editions(self) -> List[str]:
+        return sorted({system.edition for system in self.systems})
+
+
+@dataclass
+class _RawRow:
+    """A row as a source gives it, before validation; energies are in ``energy_unit_j``."""
+
+    source: str
+    row: str
+    name: Any
+    edition: Any
+    ensemble: Any
+    baseline: bool
+    energy_unit_j: float
+    params: Any = None
+    macs: Any = None
+    train: Any = None
+    test: Any = None
+    train_normalized: Any = None
+    test_normalized: Any = None
+    train_gpu: Any = None
+    test_gpu: Any = None
+    score: Any = None
+
+
+# ----------------------------------------------------------------------------- field parsing
+
+
+_LEADING_COUNT = re.compile(r"^\s*(\d+)\b")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
+_TRUE = {"true", "yes", "y", "ensemble"}
+_FALSE = {"false", "no", "n", "single", "none", "null", "-"}
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def parse_number(value: Any) -> Optional[float]:
+    """A finite, non-negative plain number or numeric string; raises ValueError if unreadable."""
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(value) from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(value)
+    return number
+
+
+def parse_quantity(value: Any) -> Optional[float]:
+    """A count such as ``1112420``, ``625K``, ``1.2M`` or ``"Trainable 1.7 M non-Trainable 1.7M"``.
+
+    None when blank; raises ValueError when the cell holds something else (``4.2MB`` is a size).
+    """
+    count = parse_count(value)
+    if count is None and not _blank(value):
+        raise ValueError(value)
+    return count
+
+
+def parse_ensemble(value: Any) -> bool:
+    """Whether a system is an ensemble, from a subsystem count, a flag or ``"10 (5 SEDT, ...)"``.
+
+    None, false, 0 and 1 mean a single system; a count of 2 or more an ensemble.
+    Raises ValueError if unreadable.
+    """
+    if _blank(value) or value is False:
+        return False
+    if value is True:
+        return True
+    if isinstance(value, (int, float)):
+        return value >= 2
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    match = _LEADING_COUNT.match(text)
+    if match:
+        return int(match.group(1)) >= 2
+    raise ValueError(value)
+
+
+def parse_edition(value: Any) -> Optional[str]:
+    """An edition label: the year in ``2023``, ``"dcase2023"`` or ``"DCASE2023_Turpault"``, else the text."""
+    if _blank(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(int(value))
+    text = str(value).strip()
+    match = _YEAR.search(text)
+    return match.group(1) if match else text
+
+
+# ----------------------------------------------------------------------------- pytest-energy JSON reports
+
+
+class ReportError(ValueError):
+    """A JSON file that is not a usable pytest-energy report; the message is the reason."""
+
+
+def read_report(path: Path) -> Dict[str, Any]:
+    """Load a pytest-energy JSON report, checking only what every reader needs."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ReportError("not a text file") from None
+    except json.JSONDecodeError as error:
+        raise ReportError(f"not valid JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise ReportError("not a JSON object")
+    if data.get("schema") != REPORT_SCHEMA:
+        raise ReportError(f"schema is {data.get('schema')!r}, not {REPORT_SCHEMA!r}")
+    return data
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def report_records(report: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The report's test records that belong to the system: test phase first, then train."""
+    records = [record for record in report.get("tests") or [] if isinstance(record, dict)]
+    order = {"test": 0, "train": 1}
+    return sorted((r for r in records if r.get("phase") in order), key=lambda r: order[r["phase"]])
+
+
+def report_first(report: Mapping[str, Any], key: str) -> Any:
+    """The first non-null ``key`` among the system's records (test phase first)."""
+    for record in report_records(report):
+        if record.get(key) is not None:
+            return record[key]
+    return None
+
+
+def report_score(report: Mapping[str, Any], name: str) -> Any:
+    """The first score called ``name`` among the system's records (test phase first)."""
+    for record in report_records(report):
+        value = _mapping(record.get("scores")).get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def report_phase_energy(report: Mapping[str, Any], phase: str, kind: str) -> Any:
+    """Energy of a phase from ``totals``, else summed over the phase's records.
+
+    ``kind`` is ``"energy_j"``, ``"energy_normalized_j"`` or ``"gpu_energy_j"``.
+    """
+    total = _mapping(_mapping(report.get("totals")).get(phase)).get(kind)
+    if total is not None:
+        return total
+    values = []
+    for record in report.get("tests") or []:
+        if not isinstance(record, dict) or record.get("phase") != phase:
+            continue
+        if kind == "gpu_energy_j":
+            value = _mapping(_mapping(record.get("components")).get("gpu")).get("energy_j")
+        else:
+            value = record.get(kind)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values.append(float(value))
+    return sum(values) if values else None
+
+
+def _json_rows(path: Path, score_name: str, collection: Collection) -> Iterator[_RawRow]:
+    try:
+        report = read_report(path)
+    except ReportError as error:
+        collection.rejected.append(Rejection(str(path), path.name, str(error)))
+        return
+    metadata = _mapping(report.get("metadata"))
+    edition = metadata.get("year") if metadata.get("year") is not None else metadata.get("edition")
+    yield _RawRow(
+        source=str(path),
+        row=path.name,
+        name=metadata.get("system") or report_first(report, "system") or path.stem,
+        edition=edition,
+        ensemble=metadata.get("ensemble", UNSTATED),
+        baseline=metadata.get("baseline") is True,
+        energy_unit_j=1.0,
+        params=report_first(report, "params"),
+        macs=report_first(report, "macs"),
+        train=report_phase_energy(report, "train", "energy_j"),
+        test=report_phase_energy(report, "test", "energy_j"),
+        train_normalized=report_phase_energy(report, "train", "energy_normalized_j"),
+        test_normalized=report_phase_energy(report, "test", "energy_normalized_j"),
+        train_gpu=report_phase_energy(report, "train", "gpu_energy_j"),
+        test_gpu=report_phase_energy(report, "test", "gpu_energy_j"),
+        score=report_score(report, score_name),
+    )
+
+
+# ----------------------------------------------------------------------------- organisers' CSV
+
+# Accepted CSV columns (case-insensitive); each tuple lists the accepted spellings.
+CSV_COLUMNS = {
+    "name": ("system", "name", "code"),
+    "edition": ("year", "edition"),
+    "ensemble": ("ensemble", "subsystem_count"),
+    "baseline": ("baseline",),
+    "params": ("params", "parameters", "total_parameters"),
+    "macs": ("macs",),
+    "train": ("energy_training_kwh",),
+    "test": ("energy_test_kwh",),
+    "train_normalized": ("energy_training_normalized_kwh",),
+    "test_normalized": ("energy_test_normalized_kwh",),
+    "train_gpu": ("energy_training_gpu_kwh",),
+    "test_gpu": ("energy_test_gpu_kwh",),
+}
+
+
+def _csv_rows(path: Path, score_name: str, collection: Collection) -> Iterator[_RawRow]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        collection.rejected.append(Rejection(str(path), path.name, "not a text file"))
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    headers = {(header or "").strip().lower(): header for header in reader.fieldnames or []}
+
+    def column(key: str) -> Optional[str]:
+        return next((headers[name] for name in CSV_COLUMNS[key] if name in headers), None)
+
+    name_column = column("name")
+    if name_column is None:
+        collection.rejected.append(Rejection(str(path), path.name, "CSV has no 'system' column"))
+        return
+    score_column = headers.get(score_name) or headers.get("score")
+    columns = {key: column(key) for key in CSV_COLUMNS}
+    for number, row in enumerate(reader, start=2):
+
+        def cell(key: str) -> Any:
+            header = columns[key]
+            return row.get(header) if header else None
+
+        yield _RawRow(
+            source=str(path),
+            row=f"line {number}",
+            name=(row.get(name_column) or "").strip(),
+            edition=cell("edition"),
+            ensemble=cell("ensemble") if columns["ensemble"] else UNSTATED,
+            baseline=str(cell("baseline") or "").strip().lower() in _TRUE | {"1"},
+            energy_unit_j=KWH_J,
+            params=cell("params"),
+            macs=cell("macs"),
+            train=cell("train"),
+            test=cell("test"),
+            train_normalized=cell("train_normalized"),
+            test_normalized=cell("test_normalized"),
+            train_gpu=cell("train_gpu"),
+            test_gpu=cell("test_gpu"),
+            score=row.get(score_column) if score_column else None,
+        )
+
+
+# ----------------------------------------------------------------------------- DCASE results-page YAML
+
+
+def _yaml_rows(path: Path, score_name: str, collection: Collection) -> Iterator[_RawRow]:
+    try:
+        import yaml
+    except ImportError:
+        raise InputError(
+            f"{path}: reading DCASE results YAML needs PyYAML: pip install \"pytest-energy[plot]\" (or pyyaml)"
+        ) from None
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is there
+        rows = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = "not valid YAML" if isinstance(error, yaml.YAMLError) else "not a text file"
+        collection.rejected.append(Rejection(str(path), path.name, reason))
+        return
+    if not isinstance(rows, list):
+        collection.rejected.append(Rejection(str(path), path.name, "not a list of results rows"))
+        return
+    if not any(isinstance(row, dict) and "energy_training_normalized" in row for row in rows):
+        collection.notes.append(
+            f"{path.name}: no normalised energy in this file (energy_training_normalized); "
+            "the DCASE 2022 results were not normalised, so its normalised columns stay empty"
+        )
+    edition = _file_edition(path, rows, collection)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            collection.rejected.append(Rejection(str(path), f"row {number}", "not a mapping"))
+            continue
+        score_key = next((key for key in YAML_SCORE_KEYS.get(score_name, ()) if key in row), score_name)
+        yield _RawRow(
+            source=str(path),
+            row=str(row.get("code") or f"row {number}"),
+            name=row.get("code"),
+            edition=edition,
+            ensemble=row.get("system_ensemble_method_subsystem_count"),
+            # The results pages draw a line (hline) under their baseline rows.
+            baseline=row.get("hline") is True or str(row.get("code") or "").lower().startswith("baseline"),
+            energy_unit_j=KWH_J,
+            params=row.get("system_complexity_params", row.get("system_complexity")),
+            macs=row.get("macs"),
+            train=row.get("energy_training"),
+            test=row.get("energy_test"),
+            train_normalized=row.get("energy_training_normalized"),
+            test_normalized=row.get("energy_test_normalized"),
+            score=row.get(score_key),
+        )
+
+
+def _file_edition(path: Path, rows: List[Any], collection: Collection) -> Optional[str]:
+    """The edition of a results file: the year most of its rows' anchors (``DCASE2022_Xiao``) name.
+
+    One file is one edition; some 2022 rows carry a ``DCASE2021_`` anchor (their bibtex
+    keys say 2022), so a row's own anchor is not trusted alone.
+    """
+    years = Counter(
+        year for year in (parse_edition(row.get("anchor")) for row in rows if isinstance(row, dict)) if year
+    )
+    if not years:
+        return None
+    (edition, count), *others = years.most_common()
+    if others:
+        other_text = ", ".join(f"{year} ×{n}" for year, n in others)
+        collection.notes.append(
+            f"{path.name}: edition {edition} from the anchors of {count} of {sum(years.values())} rows "
+            f"(others name {other_text}; the whole file is read as {edition})"
+        )
+    return edition
+
+
+_READERS: Dict[str, Callable[[Path, str, Collection], Iterator[_RawRow]]] = {
+    "json": _json_rows,
+    "csv": _csv_rows,
+    "yaml": _yaml_rows,
+}
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _energy(raw: _RawRow, name: str, issues: List[FieldIssue]) -> Optional[float]:
+    value = _read_field(raw, name, parse_number, issues)
+    return None if value is None else value * raw.energy_unit_j
+
+
+FIELD_LABELS = {
+    "train": "training energy",
+    "test": "test energy",
+    "train_normalized": "normalised training energy",
+    "test_normalized": "normalised test energy",
+    "train_gpu": "training GPU energy",
+    "test_gpu": "test GPU energy",
+}
+
+
+def _read_field(raw: _RawRow, name: str, parse: Callable[[Any], Any], issues: List[FieldIssue]) -> Any:
+    value = getattr(raw, name)
+    try:
+        return parse(value)
+    except ValueError:
+        issues.append(FieldIssue(raw.source, raw.row, FIELD_LABELS.get(name, name), repr(value)))
+        return None
+
+
+def _build(raw: _RawRow, year: Optional[str], collection: Collection) -> Optional[System]:
+    """Validate one raw row into a System, or record why it cannot be used."""
+
+    def reject(reason: str) -> None:
+        collection.rejected.append(Rejection(raw.source, raw.row, reason))
+
+    name = str(raw.name).strip() if not _blank(raw.name) else ""
+    if not name:
+        reject("no system name")
+        return None
+    edition = parse_edition(raw.edition) or year
+    if edition is None:
+        reject("no edition or year (set metadata.year, a year column, or pass --year)")
+        return None
+    issues: List[FieldIssue] = []
+    train_j = _energy(raw, "train", issues)
+    if train_j is None:
+        reject("training energy unreadable" if issues else "no training energy")
+        return None
+    ensemble = None if raw.ensemble is UNSTATED else _read_field(raw, "ensemble", parse_ensemble, issues)
+    system = System(
+        name=name,
+        edition=edition,
+        source=raw.source,
+        ensemble=ensemble,
+        baseline=raw.baseline,
+        params=_read_field(raw, "params", parse_quantity, issues),
+        macs=_read_field(raw, "macs", parse_quantity, issues),
+        train_j=train_j,
+        test_j=_energy(raw, "test", issues),
+        train_normalized_j=_energy(raw, "train_normalized", issues),
+        test_normalized_j=_energy(raw, "test_normalized", issues),
+        train_gpu_j=_energy(raw, "train_gpu", issues),
+        test_gpu_j=_energy(raw, "test_gpu", issues),
+        score=_read_field(raw, "score", parse_score, issues),
+    )
+    collection.issues.extend(issues)
+    return system
+
+
+def input_files(paths: Iterable[str]) -> List[Path]:
+    """The report files named or found (recursively, sorted) in the named directories."""
+    files: List[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in REPORT_SUFFIXES)
+            if not found:
+                raise InputError(f"{path}: no .json, .csv or .yaml files in this directory")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in REPORT_SUFFIXES:
+                raise InputError(f"{path}: unknown kind of file (expected .json, .csv, .yaml or .yml)")
+            files.append(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    return files
+
+
+def collect(paths: Iterable[str], *, year: Optional[int] = None, score: str = "psds1") -> Collection:
+    """Read every input into systems, baselines, rejections and field issues.
+
+    ``year`` is used for rows and reports that do not state their edition. The same
+    system (edition and name) read twice is kept once; later copies are rejected.
+    """
+    collection = Collection()
+    files = input_files(paths)
+    collection.files = len(files)
+    fallback = str(year) if year is not None else None
+    seen: Dict[Tuple[str, str], str] = {}
+    for path in files:
+        for raw in _READERS[REPORT_SUFFIXES[path.suffix.lower()]](path, score, collection):
+            system = _build(raw, fallback, collection)
+            if system is None:
+                continue
+            key = (system.edition, system.name)
+            if key in seen:
+                collection.rejected.append(Rejection(raw.source, raw.row, f"duplicate of a row in {seen[key]}"))
+                continue
+            seen[key] = Path(raw.source).name
+            (collection.baselines if system.baseline else collection.systems).append(system)
+    return collection
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation, as numpy.percentile's default."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} outside 0-100")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+@dataclass(frozen=True)
+class Metric:
+    attribute: str
+    label: str
+    kind: str  # "count" or "energy"
+
+
+METRICS = (
+    Metric("params", "parameters", "count"),
+    Metric("macs", "MACs", "count"),
+    Metric("train_j", "training energy", "energy"),
+    Metric("train_normalized_j", "training energy, normalised", "energy"),
+    Metric("test_j", "test energy", "energy"),
+    Metric("test_normalized_j", "test energy, normalised", "energy"),
+)
+THRESHOLD_METRICS = (METRICS[0], METRICS[1], METRICS[3])
+
+
+@dataclass(frozen=True)
+class Quartiles:
+    edition: str
+    metric: Metric
+    n: int
+    p25: Optional[float]
+    median: Optional[float]
+    p75: Optional[float]
+
+
+@dataclass(frozen=True)
+class ShareSummary:
+    edition: str
+    phase: str
+    n: int
+    mean: Optional[float]
+    std: Optional[float]  # sample standard deviation (n - 1); None below 2 values
+    minimum: Optional[float]
+    maximum: Optional[float]
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    edition: str
+    metric: Metric
+    level: str  # "P25" or "median"
+    threshold: Optional[float]
+    candidates: int  # systems strictly under the threshold that have a score
+    best: Optional[System]
+
+
+@dataclass(frozen=True)
+class Trend:
+    collection: Collection
+    quartiles: List[Quartiles]
+    shares: List[ShareSummary]
+    thresholds: List[ThresholdRow]
+    best_overall: Dict[str, Optional[System]]
+    all_systems: bool
+    score: str
+
+
+def _values(systems: Iterable[System], attribute: str) -> List[float]:
+    return [value for value in (getattr(s, attribute) for s in systems) if value is not None]
+
+
+def quartiles(edition: str, systems: Sequence[System], metric: Metric) -> Quartiles:
+    values = _values(systems, metric.attribute)
+    if not values:
+        return Quartiles(edition, metric, 0, None, None, None)
+    return Quartiles(
+        edition, metric, len(values), percentile(values, 25), percentile(values, 50), percentile(values, 75)
+    )
+
+
+def share_summary(edition: str, systems: Sequence[System], phase: str) -> ShareSummary:
+    shares = [share for share in (s.gpu_share(phase) for s in systems) if share is not None]
+    if not shares:
+        return ShareSummary(edition, phase, 0, None, None, None, None)
+    mean = sum(shares) / len(shares)
+    std = math.sqrt(sum((x - mean) ** 2 for x in shares) / (len(shares) - 1)) if len(shares) > 1 else None
+    return ShareSummary(edition, phase, len(shares), mean, std, min(shares), max(shares))
+
+
+def _best(systems: Iterable[System]) -> Optional[System]:
+    scored = [s for s in systems if s.score is not None]
+    return max(scored, key=lambda s: s.score) if scored else None  # type: ignore[arg-type,return-value]
+
+
+def compute(collection: Collection, *, all_systems: bool = False, score: str = "psds1") -> Trend:
+    """The trend tables for every edition in ``collection``.
+
+    Quartiles use every usable system of the edition (baselines excluded); the threshold
+    table looks, among single systems only unless ``all_systems``, for the best score
+    strictly under each quartile of the quartile table.
+    """
+    rows: List[Quartiles] = []
+    shares: List[ShareSummary] = []
+    thresholds: List[ThresholdRow] = []
+    best_overall: Dict[str, Optional[System]] = {}
+    for edition in collection.editions():
+        systems = [s for s in collection.systems if s.edition == edition]
+        eligible = systems if all_systems else [s for s in systems if s.ensemble is False]
+        best_overall[edition] = _best(eligible)
+        edition_quartiles = {metric.attribute: quartiles(edition, systems, metric) for metric in METRICS}
+        rows.extend(edition_quartiles.values())
+        shares.extend(share_summary(edition, systems, phase) for phase in ("train", "test"))
+        for metric in THRESHOLD_METRICS:
+            stats = edition_quartiles[metric.attribute]
+            for level, threshold in (("P25", stats.p25), ("median", stats.median)):
+                under = (
+                    [s for s in eligible if s.score is not None and getattr(s, metric.attribute) is not None
+                     and getattr(s, metric.attribute) < threshold]
+                    if threshold is not None
+                    else []
+                )
+                thresholds.append(ThresholdRow(edition, metric, level, threshold, len(under), _best(under)))
+    return Trend(collection, rows, shares, thresholds, best_overall, all_systems, score)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: Tuple[str, ...]
+    rows: List[Tuple[str, ...]]
+
+
+def _energy_unit(reference: Optional[float]) -> str:
+    magnitude = abs(reference or 0.0)
+    return "J" if magnitude < 360.0 else "Wh" if magnitude < 3.6e6 else "kWh"
+
+
+def _format(kind: str, value: Optional[float], unit: Optional[str] = None) -> str:
+    if value is None:
+        return "-"
+    if kind == "energy":
+        return format_energy(value, unit)
+    if kind == "count":
+        return format_count(value)
+    if kind == "share":
+        return f"{100 * value:.1f}%"
+    return f"{value:.3f}"
+
+
+def _system_label(system: Optional[System]) -> Tuple[str, str]:
+    if system is None:
+        return "-", "-"
+    return f"{system.score:.3f}", system.name
+
+
+def tables(trend: Trend) -> List[Table]:
+    """The trend as display tables (the same content the CSV gives as numbers)."""
+    quartile_rows = []
+    for row in trend.quartiles:
+        unit = _energy_unit(row.median) if row.metric.kind == "energy" else None
+        quartile_rows.append(
+            (row.edition, row.metric.label, str(row.n))
+            + tuple(_format(row.metric.kind, value, unit) for value in (row.p25, row.median, row.p75))
+        )
+    share_rows = []
+    for share in trend.shares:
+        spread = "" if share.std is None else f" ± {100 * share.std:.1f}"
+        mean = "-" if share.mean is None else f"{100 * share.mean:.1f}%{spread}"
+        phase = "training" if share.phase == "train" else "test"
+        share_rows.append(
+            (share.edition, phase, str(share.n), mean, _format("share", share.minimum), _format("share", share.maximum))
+        )
+    who = "all systems" if trend.all_systems else "single systems only"
+    threshold_rows = []
+    for edition, best in trend.best_overall.items():
+        threshold_rows.append((edition, "no threshold", "-", "-") + _system_label(best))
+        for row in (r for r in trend.thresholds if r.edition == edition):
+            kind = row.metric.kind
+            unit = _energy_unit(row.threshold) if kind == "energy" else None
+            criterion = f"{row.metric.label} < {row.level}"
+            threshold_rows.append(
+                (edition, criterion, _format(kind, row.threshold, unit), str(row.candidates)) + _system_label(row.best)
+            )
+    return [
+        Table(
+            "Quartiles per edition (usable systems, baselines excluded)",
+            ("edition", "metric", "n", "P25", "median", "P75"),
+            quartile_rows,
+        ),
+        Table(
+            "GPU share of energy (GPU energy / total energy; std: sample, n-1)",
+            ("edition", "phase", "n", "mean ± std", "min", "max"),
+            share_rows,
+        ),
+        Table(
+            f"Best {trend.score} under thresholds ({who}; thresholds from the quartile table)",
+            ("edition", "criterion", "threshold", "n under", trend.score, "system"),
+            threshold_rows,
+        ),
+    ]
+
+
+def summary_lines(trend: Trend) -> List[str]:
+    """Counts, method, rejections, unreadable fields and notes, as plain lines."""
+    collection = trend.collection
+    per_edition = Counter(s.edition for s in collection.systems)
+    editions = ", ".join(f"{edition}: {per_edition[edition]}" for edition in collection.editions())
+    ensembles = Counter(
+        "single" if s.ensemble is False else "ensemble" if s.ensemble else "ensemble unstated"
+        for s in collection.systems
+    )
+    lines = [
+        f"{len(collection.systems)} usable systems from {collection.files} files ({editions or 'none'}); "
+        + ", ".join(f"{count} {kind}" for kind, count in sorted(ensembles.items())),
+        f"{len(collection.baselines)} baselines kept out of the statistics"
+        + (f": {', '.join(f'{b.name} ({b.edition})' for b in collection.baselines)}" if collection.baselines else ""),
+        f"Method: {PERCENTILE_METHOD}; 'under' means strictly below the threshold.",
+        f"Rejected rows: {len(collection.rejected)}",
+    ]
+    by_reason = Counter(r.reason for r in collection.rejected)
+    for reason, count in by_reason.most_common():
+        examples = [r.row for r in collection.rejected if r.reason == reason][:3]
+        lines.append(f"  {count:4d}  {reason} (e.g. {', '.join(examples)})")
+    if collection.issues:
+        lines.append(f"Unreadable fields, left empty (row kept): {len(collection.issues)}")
+        by_field = Counter(issue.field for issue in collection.issues)
+        for name, count in by_field.most_common():
+            values = Counter(i.value for i in collection.issues if i.field == name)
+            shown = ", ".join(f"{value} ×{n}" for value, n in values.most_common(4))
+            lines.append(f"  {count:4d}  {name}: {shown}")
+    if ensembles.get("ensemble unstated") and not trend.all_systems:
+        lines.append(
+            f"Note: {ensembles['ensemble unstated']} systems do not say whether they are ensembles; "
+            "the threshold table leaves them out (set metadata.ensemble, or use --all-systems)."
+        )
+    no_share = sorted({s.edition for s in trend.shares} - {s.edition for s in trend.shares if s.n})
+    if no_share:
+        lines.append(
+            f"Note: no GPU energy for {', '.join(no_share)} (it comes from JSON reports or the "
+            "energy_*_gpu_kwh CSV columns; the DCASE results files have none)"
+        )
+    lines.extend(f"Note: {note}" for note in collection.notes)
+    return lines
+
+
+def render_text(trend: Trend) -> str:
+    out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(summary_lines(trend))]
+    for table in tables(trend):
+        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *table.rows)]
+        out += ["", table.title]
+        for cells in [table.headers] + table.rows:
+            out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(trend: Trend) -> str:
+    out = ["## pytest-energy trend", ""]
+    for line in summary_lines(trend):
+        out.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
+    for table in tables(trend):
+        out += ["", f"### {table.title}", ""]
+        out.append("| " + " | ".join(table.headers) + " |")
+        out.append("|" + "|".join("---" for _ in table.headers) + "|")
+        out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in table.rows]
+    return "\n".join(out) + "\n"
+
+
+CSV_HEADER = ("table", "edition", "row", "column", "value")
+
+
+def _csv_energy(value: Optional[float]) -> Optional[float]:
+    return None if value is None else value / KWH_J
+
+
+def csv_records(trend: Trend) -> Iterator[Tuple[Any, ...]]:
+    """The trend as long-format rows: table, edition, row, column, value (energies in kWh)."""
+    yield ("method", "", "percentile", "method", PERCENTILE_METHOD)
+    for row in trend.quartiles:
+        convert = _csv_energy if row.metric.kind == "energy" else (lambda v: v)
+        label = row.metric.label + (" (kWh)" if row.metric.kind == "energy" else "")
+        yield ("quartiles", row.edition, label, "n", row.n)
+        for column, value in (("p25", row.p25), ("median", row.median), ("p75", row.p75)):
+            yield ("quartiles", row.edition, label, column, convert(value))
+    for share in trend.shares:
+        for column in ("n", "mean", "std", "minimum", "maximum"):
+            yield ("gpu_share", share.edition, share.phase, column, getattr(share, column))
+    scope = "all_systems" if trend.all_systems else "single_systems"
+    for edition, best in trend.best_overall.items():
+        yield (f"thresholds_{scope}", edition, "no threshold", trend.score, best.score if best else None)
+        yield (f"thresholds_{scope}", edition, "no threshold", "system", best.name if best else None)
+    for row in trend.thresholds:
+        label = f"{row.metric.label} < {row.level}"
+        threshold = _csv_energy(row.threshold) if row.metric.kind == "energy" else row.threshold
+        unit = " (kWh)" if row.metric.kind == "energy" else ""
+        yield (f"thresholds_{scope}", row.edition, label, "threshold" + unit, threshold)
+        yield (f"thresholds_{scope}", row.edition, label, "n_under", row.candidates)
+        yield (f"thresholds_{scope}", row.edition, label, trend.score, row.best.score if row.best else None)
+        yield (f"thresholds_{scope}", row.edition, label, "system", row.best.name if row.best else None)
+    for reason, count in Counter(r.reason for r in trend.collection.rejected).most_common():
+        yield ("rejected", "", reason, "count", count)
+
+
+def render_csv(trend: Trend) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for record in csv_records(trend):
+        writer.writerow(["" if value is None else value for value in record])
+    return buffer.getvalue()
+
+
+RENDERERS = {"table": render_text, "md": render_markdown, "csv": render_csv}
