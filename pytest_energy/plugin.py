@@ -279,6 +279,8 @@ class EnergyPlugin:
             if self.is_worker:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
+            if record.scores and (self.normalization is not None or not self.settings.reference.normalizes):
+                record = account([record], self.normalization, self.settings.reference)[0]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             report.energy_baseline = [target.to_json() for target in self.baseline.targets]  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))

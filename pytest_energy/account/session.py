@@ -25,7 +25,10 @@ def normalized_energy(record: Record, normalization: Optional[Normalization]) ->
 
 
 def account(records: Iterable[Record], normalization: Optional[Normalization], reference: ReferenceValues) -> List[Record]:
-    """The records with ``energy_normalized_j`` and ``ew_scores`` filled in (or why not)."""
+    """The records with ``energy_normalized_j`` and ``ew_scores`` filled in (or why not).
+
+    EW scores are computed only when baseline phase energies are configured (a preset or
+    ``baseline-train-energy`` / ``baseline-test-energy``)."""
     records = list(records)
     phase_energy: Dict[Tuple[str, str], float] = {}
     for record in records:
@@ -33,11 +36,12 @@ def account(records: Iterable[Record], normalization: Optional[Normalization], r
         if record.system and energy is not None and record.phase in PHASES:
             key = (record.system, record.phase)
             phase_energy[key] = phase_energy.get(key, 0.0) + energy
+    wants_ew = reference.baseline_train_energy_j is not None or reference.baseline_test_energy_j is not None
     accounted = []
     for record in records:
         extra = dict(record.extra)
         extra["energy_normalized_j"] = normalized_energy(record, normalization)
-        if record.scores:
+        if record.scores and wants_ew:
             extra["ew_scores"], why = _weighted(record, normalization, reference, phase_energy)
             if why:
                 extra["ew_scores_missing"] = why

@@ -17,9 +17,12 @@ def junit_properties(record: Record) -> List[Tuple[str, object]]:
         "cpu_energy_j": record.component_j("cpu"),
         "ram_energy_j": record.component_j("ram"),
         "energy_cap_j": record.cap_j,
+        "energy_normalized_j": record.extra.get("energy_normalized_j"),
     }
     properties: List[Tuple[str, object]] = [(name, f"{value:.6g}") for name, value in figures.items() if value is not None]
     properties.append(("energy_meter", record.measurement.meter if record.measurement else "none"))
     properties.append(("energy_verdict", record.verdict))
     properties.extend((f"score_{name}", value) for name, value in record.scores.items())
+    for phase, weighted in record.extra.get("ew_scores", {}).items():
+        properties.extend((f"ew_{name}_{phase}", f"{value:.6g}") for name, value in weighted.items())
     return properties
