@@ -58,7 +58,7 @@ def test_cap_on_the_command_line_beats_pyproject() -> None:
 
 
 def test_cap_in_pyproject_beats_the_ini_key() -> None:
-    """Known bug: build_settings lets the ini energy_cap replace the caps read from pyproject."""
+    """The ini key is the weakest layer: it must not replace the caps read from pyproject."""
     assert settings({}, {"cap": "2kJ"}, {"energy_cap": "3kJ"}).cap_for("test") == pytest.approx(2 * KJ)
 
 
@@ -155,7 +155,7 @@ def test_real_run_reads_the_ini_keys(pytester: pytest.Pytester, run_energy: Call
 
 
 def test_real_run_prefers_pyproject_over_ini(pytester: pytest.Pytester, run_energy: Callable) -> None:
-    """Known bug (same as test_cap_in_pyproject_beats_the_ini_key), seen from the command line."""
+    """The same precedence, as a user sees it from a real run."""
     pytester.makepyfile(MARKED_TESTS)
     pytester.makefile(
         ".toml",

@@ -153,7 +153,7 @@ def test_meter_none_without_a_cap_passes_unmeasured(run_energy: Callable, pytest
 
 
 def test_setup_error_of_a_marked_test_is_recorded_as_error(run_energy: Callable, pytester: pytest.Pytester) -> None:
-    """Known bug: a marked test whose fixture fails never gets a state, so it is missing from the report."""
+    """A marked test whose fixture fails never reaches its call phase; it is still reported."""
     pytester.makepyfile(
         """
         import pytest
@@ -174,7 +174,7 @@ def test_setup_error_of_a_marked_test_is_recorded_as_error(run_energy: Callable,
 
 
 def test_skipped_marked_tests_are_recorded_as_skipped(run_energy: Callable, pytester: pytest.Pytester) -> None:
-    """Known bug for the skip marker: skipped in setup, the test gets no state and no record."""
+    """Skipped in its body or by a marker (in setup, before any measurement): either way it is reported."""
     pytester.makepyfile(
         """
         import pytest

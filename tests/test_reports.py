@@ -152,7 +152,7 @@ def test_write_atomically_keeps_the_previous_report_when_a_write_fails(tmp_path:
 
 
 def test_report_file_gets_the_permissions_of_an_ordinary_file(tmp_path: Path) -> None:
-    """Known bug: mkstemp creates the file 0600 and os.replace keeps that, whatever the umask."""
+    """mkstemp creates its file 0600; the report must follow the umask like any file the user writes."""
     previous = os.umask(0o022)
     try:
         write_atomically(tmp_path / "energy.json", {"tests": []})

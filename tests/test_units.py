@@ -55,7 +55,7 @@ def test_parse_energy_rejects_with_the_value_and_the_accepted_units(text: str, r
 
 @pytest.mark.parametrize("text", ["kWh", "", "2 k Wh", "infJ", "two kWh"])
 def test_unparsable_energy_also_names_the_accepted_units(text: str) -> None:
-    """Known bug: strings the number pattern does not match get a bare 'invalid energy' message."""
+    """Strings that are not a number and a unit at all still get the list of units."""
     with pytest.raises(QuantityError) as raised:
         parse_energy(text)
     assert repr(text) in str(raised.value)
