@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from .measure.meter import METER_CHOICES
 from .runs import parse_percentage
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
-from .units import ENERGY_UNITS, QuantityError, parse_duration, parse_energy
+from .units import ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -70,6 +70,10 @@ def _count_at_least_one(value: Any) -> int:
     return int(value)
 
 
+def _count(value: Any) -> int:
+    return round(parse_count(value))
+
+
 def _duration(value: Any) -> float:
     return parse_duration(str(value))
 
@@ -91,14 +95,15 @@ class Option:
     flag: bool = False  # a command-line switch without a value
     const: Optional[str] = None  # the value of a flag given without one (--energy-compare)
     name: Optional[str] = None  # command-line and ini name when it differs from the key
+    prefix: str = "energy-"  # of the command-line flag: --energy-cap, but --macs-cap
 
     @property
     def dest(self) -> str:
-        return "energy_" + (self.name or self.key).replace("-", "_")
+        return (self.prefix + (self.name or self.key)).replace("-", "_")
 
     @property
     def cli(self) -> str:
-        return "--energy-" + (self.name or self.key)
+        return "--" + self.prefix + (self.name or self.key)
 
 
 OPTIONS: List[Option] = [
@@ -122,6 +127,8 @@ OPTIONS: List[Option] = [
     Option("normalized", "energy caps compare normalised energy (needs a baseline)", _bool, False, flag=True),
     Option("preset", "reference values of a challenge: " + "|".join(PRESETS), _choice(tuple(PRESETS))),
     Option("normalization", "one-point (the challenge's rule) or two-point", _choice(NORMALIZATION_RULES), "one-point"),
+    Option("macs-cap", "cap on the MACs a test counts with energy.count_macs or macs_input, e.g. 1.2G", _count, prefix=""),
+    Option("params-cap", "cap on the parameters of a model a test counts, e.g. 17.4M", _count, prefix=""),
 ]
 PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
@@ -150,6 +157,8 @@ class Settings:
     normalized: bool = False
     normalization: str = "one-point"
     reference: ReferenceValues = dataclasses.field(default_factory=ReferenceValues)
+    macs_cap: Optional[int] = None
+    params_cap: Optional[int] = None
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
 
@@ -257,6 +266,8 @@ def build_settings(
         normalized=values["normalized"],
         normalization=values["normalization"],
         reference=reference,
+        macs_cap=values["macs-cap"],
+        params_cap=values["params-cap"],
         metadata=dict(metadata),
         source=source,
     )

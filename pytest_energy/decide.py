@@ -7,10 +7,10 @@ to turn a passed test into a failed one with it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from .measure.base import COMPONENTS, Measurement
-from .units import format_energy
+from .units import format_count, format_energy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,3 +57,16 @@ def split(measurement: Measurement, unit: Optional[str] = None) -> str:
         if any(r.component == component for r in measurement.readings)
     ]
     return ", ".join(parts) + f"; meter {measurement.meter}"
+
+
+def complexity_failures(
+    complexity: Mapping[str, Any], macs_cap: Optional[int], params_cap: Optional[int]
+) -> List[CapFailure]:
+    """The complexity caps a counted model breaks (nothing counted: nothing to break)."""
+    failures = []
+    for figure, cap, what in (("macs", macs_cap, "MACs"), ("params", params_cap, "parameters")):
+        value = complexity.get(figure)
+        if cap is not None and value is not None and value > cap:
+            failures.append(CapFailure(f"{what} {format_count(value)} ({value:,}) exceed cap {format_count(cap)} ({cap:,})",
+                                       "over-cap"))
+    return failures

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .measure.base import Measurement
 from .measure.meter import Window
+
+if TYPE_CHECKING:
+    from .account.complexity import Complexity
 
 
 @dataclasses.dataclass
@@ -28,7 +31,8 @@ class EnergyProbe:
     """The running measurement of the current test.
 
     ``elapsed()`` gives the energy so far (before the test body starts: nothing);
-    ``record_score(name, value)`` stores a performance figure (e.g. PSDS) in the reports.
+    ``record_score(name, value)`` stores a performance figure (e.g. PSDS) in the reports;
+    ``count_macs(model, example_inputs)`` counts the model's MACs and parameters for the reports.
     """
 
     def __init__(self, state: TestState):
@@ -45,6 +49,25 @@ class EnergyProbe:
             raise ValueError(f"record_score needs a name and a finite number, got {name!r}={value!r}")
         self._state.scores[name] = number
 
+    def count_macs(self, model: Any, example_inputs: Any) -> "Complexity":
+        """Count MACs of one forward pass on ``example_inputs`` and the parameters; record them.
+
+        Counting runs on a CPU copy of ``model`` and leaves it untouched; it needs the ``macs``
+        extra (torch and ultralytics-thop). Its own energy is part of this test's measurement.
+        """
+        from .account.complexity import count_complexity
+
+        complexity = count_complexity(model, example_inputs)
+        record_complexity(self._state, complexity)
+        return complexity
+
     @property
     def phase(self) -> str:
         return self._state.phase
+
+
+def record_complexity(state: TestState, complexity: "Complexity") -> None:
+    """Keep a count's report fields (``macs``, ``params``, ...) and its notes with the test."""
+    state.extra.update(complexity.to_json())
+    if complexity.notes:
+        state.extra["macs_notes"] = list(complexity.notes)

@@ -12,6 +12,7 @@ Nothing heavy is imported until the first measured test starts.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -24,8 +25,8 @@ from .baseline import BaselinePlan
 from .baseline_cache import BaselineCacheError
 from .concurrency import claim_machine, overlap_warning
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
-from .decide import CapFailure, energy_verdict
-from .fixture import EnergyProbe, TestState
+from .decide import CapFailure, complexity_failures, energy_verdict
+from .fixture import EnergyProbe, TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
 from .record import Record
@@ -54,8 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "energy(phase='test', cap=None, system=None): measure this test's energy; phase is 'train' or 'test', "
-        "cap (e.g. '2kWh') overrides --energy-cap for it; system links a training and an inference test",
+        "energy(phase='test', cap=None, system=None, macs_input=None, macs_model=None): measure this test's energy; "
+        "phase is 'train' or 'test', cap (e.g. '2kWh') overrides --energy-cap for it; system links a training and an "
+        "inference test; macs_input (e.g. (1, 128, 626)) counts the MACs of the test's model fixture (macs_model "
+        "names it) on a zero input of that shape",
     )
     config.addinivalue_line(
         "markers",
@@ -95,6 +98,21 @@ def energy(request: pytest.FixtureRequest) -> EnergyProbe:
     state = plugin.state(request.node)
     assert state is not None  # a test that uses the fixture is always measured
     return EnergyProbe(state)
+
+
+def marked_model(item: pytest.Item, fixture_name: Optional[str]) -> Any:
+    """The model a ``macs_input`` marker counts: the fixture it names, or the test's one torch module."""
+    arguments: Dict[str, Any] = getattr(item, "funcargs", {})
+    if fixture_name is not None:
+        if fixture_name not in arguments:
+            raise LookupError(f"macs_model={fixture_name!r} is not a fixture of this test (it has: {', '.join(arguments) or 'none'})")
+        return arguments[fixture_name]
+    torch = sys.modules.get("torch")
+    modules = [name for name, value in arguments.items() if torch is not None and isinstance(value, torch.nn.Module)]
+    if len(modules) != 1:
+        found = f"found {', '.join(modules)}" if modules else "found none"
+        raise LookupError(f"the test needs exactly one torch.nn.Module fixture, or macs_model='<fixture>' ({found})")
+    return arguments[modules[0]]
 
 
 class EnergyPlugin:
@@ -267,6 +285,8 @@ class EnergyPlugin:
             elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
                 state.extra["energy_normalized_j"] = self.normalization.normalize(state.measurement.total_j)
             failures = [failure for failure in (self._cap_failure(state), self._regression(item, state)) if failure]
+            if call.when == "call":
+                failures.extend(self._complexity_failures(item, state))
             if failures and self.settings.cap_mode == "warn":
                 for failure in failures:
                     warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr()}"))
@@ -318,6 +338,26 @@ class EnergyPlugin:
                               "(mark the reference workload with @pytest.mark.energy_baseline)", "unmeasured")
         return energy_verdict(state.measurement, state.cap_j, self.settings.unit,
                               normalization.normalize if normalization else None)[1]
+
+    def _complexity_failures(self, item: pytest.Item, state: TestState) -> List[CapFailure]:
+        """Count the marker's ``macs_input`` (after the measured window) and check the complexity caps."""
+        marker = item.get_closest_marker("energy")
+        shape = marker.kwargs.get("macs_input") if marker else None
+        if shape is not None and "macs" not in state.extra:
+            try:
+                from .account.complexity import count_complexity, example_from_shape
+
+                model = marked_model(item, marker.kwargs.get("macs_model"))  # type: ignore[union-attr]
+                record_complexity(state, count_complexity(model, example_from_shape(shape)))
+            except Exception as exc:  # the user's model, shape or install: say which, fail the test
+                state.extra["complexity_verdict"] = "error"
+                return [CapFailure(f"cannot count MACs for macs_input={shape!r}: {type(exc).__name__}: {exc}", "error")]
+        if "macs" not in state.extra:
+            return []
+        failures = complexity_failures(state.extra, self.settings.macs_cap, self.settings.params_cap)
+        capped = self.settings.macs_cap is not None or self.settings.params_cap is not None
+        state.extra["complexity_verdict"] = "over-cap" if failures else ("pass" if capped else "no-cap")
+        return failures
 
     def _regression(self, item: pytest.Item, state: TestState) -> Optional[CapFailure]:
         if self._stored_run is None or self.settings.compare_fail is None or state.measurement is None:

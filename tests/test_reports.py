@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, List
 
 import jsonschema
 import pytest
-from junitparser import JUnitXml, Properties
 
+from junit_read import junit_properties_by_test
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.record import Record
 from pytest_energy.report.json_report import build_document, write_atomically
@@ -73,14 +73,6 @@ def sample_record(**changes: Any) -> Record:
     )
     fields.update(changes)
     return Record(**fields)
-
-
-def junit_properties_by_test(path: Path) -> Dict[str, Dict[str, str]]:
-    return {
-        case.name: {prop.name: prop.value for properties in case.iterchildren(Properties) for prop in properties}
-        for suite in JUnitXml.fromfile(str(path))
-        for case in suite
-    }
 
 
 # -- JSON ----------------------------------------------------------------------------------------

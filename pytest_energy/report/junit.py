@@ -7,6 +7,8 @@ from typing import List, Tuple
 from ..record import Record
 from ..units import joules_to_kwh
 
+COMPLEXITY_FIGURES = ("macs", "macs_thop", "params", "params_trainable")
+
 
 def junit_properties(record: Record) -> List[Tuple[str, object]]:
     """Properties in joules (and kWh for the total); unmeasured figures are left out, never written as 0."""
@@ -20,6 +22,7 @@ def junit_properties(record: Record) -> List[Tuple[str, object]]:
         "energy_normalized_j": record.extra.get("energy_normalized_j"),
     }
     properties: List[Tuple[str, object]] = [(name, f"{value:.6g}") for name, value in figures.items() if value is not None]
+    properties.extend((name, record.extra[name]) for name in COMPLEXITY_FIGURES if record.extra.get(name) is not None)
     properties.append(("energy_meter", record.measurement.meter if record.measurement else "none"))
     properties.append(("energy_verdict", record.verdict))
     properties.extend((f"score_{name}", value) for name, value in record.scores.items())

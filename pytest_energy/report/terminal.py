@@ -7,33 +7,37 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..record import Record
-from ..units import format_energy
+from ..units import format_count, format_energy
 
-HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "normalised", "cap", "verdict", "meter")
+HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "normalised", "MACs", "params", "cap", "verdict", "meter")
+OPTIONAL_COLUMNS = ("normalised", "MACs", "params")  # shown only when some test has the figure
 
 
 def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Sequence[str], List[Sequence[str]]]:
-    """Headers and rows of the energy table; the normalised column only when a figure is normalised."""
+    """Headers and rows of the energy table; normalised and complexity columns only when a test has them."""
     records = list(records)
-    normalised = any(record.extra.get("energy_normalized_j") is not None for record in records)
     rows = []
     for record in records:
         share = record.measurement.gpu_share if record.measurement else None
         normalized_j = record.extra.get("energy_normalized_j")
-        row = [
+        rows.append([
             record.nodeid,
             record.phase,
             format_energy(record.energy_j, unit),
             *(_component(record, component, unit) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
             "-" if normalized_j is None else format_energy(normalized_j, unit),
+            format_count(record.extra.get("macs")),
+            format_count(record.extra.get("params")),
             "-" if record.cap_j is None else format_energy(record.cap_j, unit),
-            record.verdict,
+            _verdict(record),
             record.measurement.meter if record.measurement else "none",
-        ]
-        rows.append(row if normalised else row[:7] + row[8:])
-    headers = HEADERS if normalised else HEADERS[:7] + HEADERS[8:]
-    return headers, rows
+        ])
+    shown = [
+        index for index, header in enumerate(HEADERS)
+        if header not in OPTIONAL_COLUMNS or any(row[index] != "-" for row in rows)
+    ]
+    return [HEADERS[index] for index in shown], [[row[index] for index in shown] for row in rows]
 
 
 def accounting_lines(
@@ -58,6 +62,12 @@ def accounting_lines(
         if record.extra.get("ew_scores_missing"):
             lines.append(f"EW {record.nodeid}: {record.extra['ew_scores_missing']}")
     return lines
+
+
+def _verdict(record: Record) -> str:
+    """The energy verdict, and the complexity verdict when a complexity cap failed."""
+    complexity = record.extra.get("complexity_verdict")
+    return record.verdict if complexity in (None, "pass", "no-cap") else f"{record.verdict}, complexity {complexity}"
 
 
 def _component(record: Record, component: str, unit: Optional[str]) -> str:
