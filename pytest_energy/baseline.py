@@ -97,6 +97,10 @@ class BaselinePlan:
         if self.settings.normalized and not self.targets_known_or_pending:
             raise ConfigError("--energy-normalized needs a baseline: mark the reference workload with "
                               "@pytest.mark.energy_baseline or set baseline = \"<test id>\" in [tool.pytest-energy]")
+        if self.settings.normalized and any(target.reference_j is None for target in self.targets):
+            raise ConfigError("--energy-normalized needs the reference workload's energy on the reference machine: "
+                              "set reference-energy (or a preset that normalises) in [tool.pytest-energy], "
+                              "or write @pytest.mark.energy_baseline(reference=\"...\")")
         return reused
 
     @property

@@ -136,6 +136,6 @@ def check_regression(
         return None
     return CapFailure(
         f"{kind} {format_energy(now, unit)} grew {growth:+.1%} over {format_energy(before, unit)} in "
-        f"{stored.path.name} (limit +{limit:.0%})",
+        f"{stored.path.name} (limit +{limit * 100:g}%)",
         "regression",
     )

@@ -24,7 +24,7 @@ def full_report() -> Dict[str, Any]:
         "metadata": {"system": "Doe_INR_task4_1", "year": 2024, "ensemble": False},
         "environment": {"fingerprint": "f"},
         "normalization": {"rule": "one-point", "factor": 0.8, "local_j": 100.0, "reference_j": 80.0},
-        "baseline": {"energy_j": 0.032 * KWH, "source": "measured"},
+        "baseline": [{"nodeid": "t::baseline", "energy_j": 0.032 * KWH, "source": "measured"}],
         "tests": [
             dict(record, nodeid="t::train", phase="train", energy_j=1.39 * KWH, energy_normalized_j=1.112 * KWH,
                  components={"gpu": {"energy_j": 1.0 * KWH, "method": "nvml-counter"}}, gpu_share=0.72,

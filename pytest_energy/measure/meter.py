@@ -3,7 +3,8 @@
 ``auto`` tries, in order of trust, NVML (GPU energy counter), RAPL (CPU and DRAM
 counters) and CodeCarbon (estimates), and gives each component to the first
 source that measures it. A component no source measures is reported as
-unmeasured, never as zero.
+unmeasured, never as zero; so is a device that was not reporting when a window
+opened (a GPU lost in one test is unmeasured in the next, not 0 J).
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ class Window:
             start = self._start.get(key)
             if start is None:
                 readings.append(Reading(end.component, end.device, None, end.method, end.label, note="appeared mid-window"))
+                continue
+            if start.partial:  # its total was already frozen when the window opened: it counted none of it
+                note = f"{end.device} was not reporting when this window opened, so it is unmeasured here"
+                readings.append(Reading(end.component, end.device, None, end.method, end.label, end.partial, note))
                 continue
             joules = max(end.joules - start.joules, 0.0)
             readings.append(Reading(end.component, end.device, joules, end.method, end.label, end.partial, end.note))

@@ -84,7 +84,8 @@ def _ensemble(metadata: Mapping[str, Any]) -> Field:
 def submission_block(report: Mapping[str, Any]) -> SubmissionBlock:
     """The block's fields from a pytest-energy report (already read)."""
     metadata = report.get("metadata") if isinstance(report.get("metadata"), dict) else {}
-    baseline = report.get("baseline") if isinstance(report.get("baseline"), dict) else {}
+    targets = report.get("baseline") if isinstance(report.get("baseline"), list) else []
+    baseline = targets[0] if len(targets) == 1 and isinstance(targets[0], dict) else {}  # two-point has no one figure
     fields = (
         _ensemble(metadata),
         Field("complexity.total_parameters", _integer(report_first(report, "params"))),
