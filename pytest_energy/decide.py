@@ -38,7 +38,7 @@ def energy_verdict(
         return "no-cap", None
     total = measurement.total_j if measurement else None
     if total is None:
-        why = "; ".join(r.note for r in measurement.readings if r.note) if measurement else "test was not measured"
+        why = "; ".join(dict.fromkeys(r.note for r in measurement.readings if r.note)) if measurement else "test was not measured"
         return "unmeasured", CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: no meter measured this test ({why})", "unmeasured")
     compared, what = (total, "energy") if normalize is None else (normalize(total), "normalised energy")
     if compared <= cap_j:

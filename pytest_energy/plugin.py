@@ -135,13 +135,17 @@ class EnergyPlugin:
         self.baseline = BaselinePlan(settings)
         self.normalization: Optional[Normalization] = None
         self._baseline_json: List[Dict[str, Any]] = []  # on the controller: the targets as a worker last saw them
+        self._compare_note = ""
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
         if compare is not None:
             try:
                 path, document = self.run_store().load(None if compare == "latest" else compare)
             except RunStoreError as exc:
-                raise pytest.UsageError(f"pytest-energy: {exc}") from None
-            self._stored_run = StoredRun.from_document(path, document)
+                if compare != "latest" or self.run_store().has_runs():
+                    raise pytest.UsageError(f"pytest-energy: {exc}") from None
+                self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
+            else:
+                self._stored_run = StoredRun.from_document(path, document)
 
     def run_store(self) -> RunStore:
         return RunStore(Path(self.config.rootpath, self.settings.storage))
@@ -300,7 +304,7 @@ class EnergyPlugin:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
             if record.scores and (self.normalization is not None or not self.settings.reference.normalizes):
-                record = account([record], self.normalization, self.settings.reference)[0]
+                record = account(self._own_records, self.normalization, self.settings.reference)[-1]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             report.energy_baseline = [target.to_json() for target in self.baseline.targets]  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
@@ -334,6 +338,9 @@ class EnergyPlugin:
     def _cap_failure(self, state: TestState) -> Optional[CapFailure]:
         normalization = self._cap_normalization(state)
         if self.settings.normalized and normalization is None and state.cap_j is not None and state.phase in PHASE_CHOICES:
+            if self.is_worker and any(target.entry is None for target in self.baseline.targets):
+                return CapFailure("cannot enforce a normalised cap: the baseline is being measured on another xdist "
+                                  "worker; measure it once without -n (later runs reuse the cached baseline)", "unmeasured")
             return CapFailure("cannot enforce a normalised cap: no baseline was measured before this test "
                               "(mark the reference workload with @pytest.mark.energy_baseline)", "unmeasured")
         return energy_verdict(state.measurement, state.cap_j, self.settings.unit,
@@ -378,6 +385,8 @@ class EnergyPlugin:
     def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
         failure = self._cap_failure(state)
         verdict = failure.verdict if failure else ("no-cap" if state.cap_j is None else "pass")
+        if (state.extra.get("stopped_early") or {}).get("limit") == "session cap":
+            verdict = "over-cap"
         path, line, _ = item.location
         return Record(
             nodeid=item.nodeid,
@@ -475,11 +484,13 @@ class EnergyPlugin:
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
+        if self._compare_note:
+            terminalreporter.write_line(f"energy comparison: {self._compare_note}")
         if self._saved_run is not None:
             terminalreporter.write_line(f"energy run stored as {self._saved_run}")
         if github.on_github_actions():
             level = "warning" if self.settings.cap_mode == "warn" else "error"
-            for command in github.annotations(records, self.settings.unit, level):
+            for command in github.annotations(records, self.settings.unit, level, self.settings.normalized):
                 terminalreporter.write_line(command)
             try:
                 github.write_summary(github.summary_markdown(records, self.settings.unit))

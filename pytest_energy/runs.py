@@ -68,6 +68,9 @@ class RunStore:
         write_atomically(path, {**document, "commit": dict(commit)})
         return path
 
+    def has_runs(self) -> bool:
+        return any(self.directory.glob("*/*.json"))
+
     def find(self, name: Optional[str]) -> Path:
         """The stored run called ``name`` (a path, a file name or its prefix), or the latest."""
         if name and Path(name).is_file():

@@ -50,7 +50,8 @@ def pytester(
     monkeypatch.setattr(tempfile, "tempdir", str(own_temp))
     for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(variable, CLOSED_PORT_PROXY)
-    for variable in ("NO_PROXY", "no_proxy", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS"):
+    for variable in ("NO_PROXY", "no_proxy", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS",
+                     "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(variable, raising=False)
     real_connect = socket.socket.connect
 

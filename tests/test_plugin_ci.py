@@ -94,16 +94,9 @@ def stored_runs(root: Path) -> List[Path]:
     return sorted((root / ".energy").glob("*/*.json"))
 
 
-@pytest.fixture(autouse=True)
-def off_github(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No run here sees the real job's variables when this suite itself runs on GitHub Actions."""
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 @pytest.fixture
-def github_env(off_github: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A faked GitHub Actions job; returns the job summary file."""
+def github_env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A faked GitHub Actions job (set after ``pytester`` cleared the real one's variables); returns the summary file."""
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -147,11 +140,6 @@ def test_warn_mode_annotates_with_a_warning_and_passes(
     assert "over cap" in github_env.read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: report/github.py annotations() re-checks raw energy against the cap, ignoring --energy-normalized",
-)
 def test_normalised_caps_are_annotated_as_the_plugin_judged_them(
     run_energy: Callable, pytester: pytest.Pytester, github_env: Path
 ) -> None:
@@ -263,10 +251,6 @@ def test_regression_message_gives_the_limit_as_set() -> None:
     assert check_regression("t.py::test_x", 112.0, None, "same", stored, 0.125, "J") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: plugin.EnergyPlugin.__init__ turns an empty store into a usage error, so a CI gate's first run exits 4",
-)
 def test_first_gated_run_with_an_empty_store_runs_and_warns(run_energy: Callable, pytester: pytest.Pytester) -> None:
     """As pytest-benchmark does ("Can't compare. No benchmark files"): nothing to compare is not an error."""
     pytester.makepyfile(test_gate=gate_suite(0.0))

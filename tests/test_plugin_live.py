@@ -200,7 +200,6 @@ def test_left_two():
         assert (run.entry(name)["outcome"], run.entry(name)["energy_j"]) == ("skipped", None)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: plugin._record gives a test failed by the session cap the verdict no-cap")
 def test_a_test_failed_by_the_session_cap_has_an_over_cap_verdict(
     run_energy: Callable, pytester: pytest.Pytester, powercap: FakePowercap
 ) -> None:
@@ -489,7 +488,6 @@ def test_no_nvml_library_gives_one_clear_warning_and_unmeasured_figures(
     assert (capped["outcome"], capped["energy_j"], capped["verdict"]) == ("failed", None, "unmeasured")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: decide.energy_verdict repeats the reason once per unmeasured component")
 def test_cannot_enforce_cap_names_the_reason_once(run_energy: Callable, pytester: pytest.Pytester, monkeypatch) -> None:
     install_no_driver(monkeypatch)
     pytester.makepyfile("import pytest\n\n@pytest.mark.energy(cap='1kWh')\ndef test_capped():\n    pass\n")

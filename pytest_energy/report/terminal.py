@@ -23,7 +23,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Seque
         rows.append([
             record.nodeid,
             record.phase,
-            format_energy(record.energy_j, unit),
+            _energy(record, unit),
             *(_component(record, component, unit) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
             "-" if normalized_j is None else format_energy(normalized_j, unit),
@@ -31,7 +31,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Seque
             format_count(record.extra.get("params")),
             "-" if record.cap_j is None else format_energy(record.cap_j, unit),
             _verdict(record),
-            record.measurement.meter if record.measurement else "none",
+            record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none"),
         ])
     shown = [
         index for index, header in enumerate(HEADERS)
@@ -62,6 +62,17 @@ def accounting_lines(
         if record.extra.get("ew_scores_missing"):
             lines.append(f"EW {record.nodeid}: {record.extra['ew_scores_missing']}")
     return lines
+
+
+def _reused(record: Record) -> bool:
+    """A baseline test skipped because its energy here was cached."""
+    return record.measurement is None and (record.extra.get("baseline") or {}).get("source") == "cached"
+
+
+def _energy(record: Record, unit: Optional[str]) -> str:
+    if _reused(record):
+        return f"cached {format_energy(record.extra['baseline'].get('energy_j'), unit)}"
+    return format_energy(record.energy_j, unit)
 
 
 def _verdict(record: Record) -> str:
