@@ -23,21 +23,11 @@ from pytest_energy.account.presets import ReferenceValues
 from pytest_energy.baseline import MARKER, BaselinePlan
 from pytest_energy.baseline_cache import BaselineCache, BaselineEntry
 from pytest_energy.config import ConfigError, Settings
+from suites import BURN, NORMALISED_CAP_SUITE
 
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
 OLD_MEASUREMENT = "2000-01-01T00:00:00+00:00"
 
-BURN = """
-import time
-
-import pytest
-
-
-def burn(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-"""
 
 # The baseline comes last in the file: the plugin must move it first to normalise test_train.
 SUITE = BURN + """
@@ -83,25 +73,6 @@ PRESET_WITH_OVERRIDE = """
 [tool.pytest-energy]
 preset = "dcase2023"
 reference-energy = "10 J"
-"""
-
-# E_norm of a capped test is about 0.001 J × (0.05 s / 0.3 s): 50 times under one cap, 20 times over the other,
-# while its raw energy (about a joule) is far over both.
-NORMALISED_CAP_SUITE = BURN + """
-
-@pytest.mark.energy_baseline
-def test_reference_workload():
-    burn(0.3)
-
-
-@pytest.mark.energy(cap="0.01 J")
-def test_under_normalised_cap():
-    burn(0.05)
-
-
-@pytest.mark.energy(cap="0.00001 J")
-def test_over_normalised_cap():
-    burn(0.05)
 """
 
 CAPPED_ONLY = BURN + """

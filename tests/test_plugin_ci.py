@@ -22,18 +22,8 @@ from junitparser import JUnitXml
 
 from pytest_energy.config import OPTIONS
 from pytest_energy.runs import StoredRun, check_regression, parse_percentage
+from suites import BURN, NORMALISED_CAP_SUITE
 
-BURN = """
-import time
-
-import pytest
-
-
-def burn(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-"""
 
 CAPPED_SUITE = BURN + """
 
@@ -47,22 +37,6 @@ def test_under_cap():
     pass
 """
 
-NORMALISED_CAP_SUITE = BURN + """
-
-@pytest.mark.energy_baseline
-def test_reference_workload():
-    burn(0.3)
-
-
-@pytest.mark.energy(cap="0.01 J")
-def test_under_normalised_cap():
-    burn(0.05)
-
-
-@pytest.mark.energy(cap="0.00001 J")
-def test_over_normalised_cap():
-    burn(0.05)
-"""
 
 CAPPED_FILE = "test_capped.py"
 ANNOTATION = re.compile(r"^::(?P<level>error|warning) file=(?P<file>[^,]+),line=(?P<line>\d+),title=energy cap::(?P<message>.*)$")

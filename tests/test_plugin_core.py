@@ -14,18 +14,8 @@ import sys
 from typing import Callable
 
 import pytest
+from suites import BURN
 
-BURN = """
-import time
-
-import pytest
-
-
-def burn(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-"""
 
 MEASURED_SUITE = BURN + """
 

@@ -22,20 +22,10 @@ from fakes.fake_pynvml import gpus, install, install_no_driver
 from fakes.powercap import FakePowercap
 from pytest_energy.measure import codecarbon, rapl
 from pytest_energy.measure.base import SourceUnavailable
+from suites import BURN
 
 Schema = Dict[str, Any]
 
-BURN = """
-import time
-
-import pytest
-
-
-def burn(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-"""
 
 RAPL_RANGE_UJ = 100_000_000  # a counter that wraps every 100 J
 RAPL_HELPERS = """
