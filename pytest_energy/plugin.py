@@ -65,7 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "energy_baseline(reference=None): the reference workload (e.g. 10 baseline epochs) whose energy here "
         "normalises every other figure; reference is its energy on the reference machine",
     )
-    config.pluginmanager.register(EnergyPlugin(config, load_settings(config)), PLUGIN_NAME)
+    plugin = EnergyPlugin(config, load_settings(config))
+    config.pluginmanager.register(plugin, PLUGIN_NAME)
+    if config.pluginmanager.hasplugin("html"):
+        from .report.html import HtmlColumns
+
+        config.pluginmanager.register(HtmlColumns(plugin.settings.unit), "energy-html")
 
 
 def load_settings(config: pytest.Config) -> Settings:

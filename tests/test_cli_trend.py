@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -16,7 +17,8 @@ from pytest_energy.report import trend
 from pytest_energy.report.trend import collect, compute, parse_ensemble, parse_quantity, percentile
 
 KWH = 3.6e6
-DCASE_DIR = Path("/work/shared/data/dcase_energy_trend/sed_carbon_footprint_2022_2023")
+DCASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"  # beside the clone
+DCASE_DIR = Path(os.environ.get("PYTEST_ENERGY_DCASE_DATA", DCASE_DATA), "sed_carbon_footprint_2022_2023")
 needs_dcase_data = pytest.mark.skipif(not DCASE_DIR.is_dir(), reason="shared DCASE results files not present")
 
 

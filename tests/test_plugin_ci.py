@@ -279,3 +279,27 @@ def test_example_workflow_caches_the_baseline_and_uploads_reports_always() -> No
     [upload] = [step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload["if"] == "always()"
     assert set(upload["with"]["path"].split()) == reports
+
+
+# -- pytest-html ----------------------------------------------------------------------------------
+
+
+def test_pytest_html_report_gains_energy_columns(run_energy: Callable, pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    pytester.makepyfile(**{CAPPED_FILE[:-3]: CAPPED_SUITE})
+    run = run_energy("--energy-meter=codecarbon", "--energy-cap=0.001J", "--energy-unit=J",
+                     "--html=report.html", "--self-contained-html")
+    run.result.assert_outcomes(passed=1, failed=1)
+    page = (pytester.path / "report.html").read_text(encoding="utf-8")
+    for header in ("Energy", "Normalised energy", "Energy verdict"):
+        assert f"&lt;th&gt;{header}&lt;/th&gt;" in page or f"<th>{header}</th>" in page
+    over = run.entry("test_over_cap")
+    assert f"{over['energy_j']:.3g} J" in page
+    assert "over-cap" in page
+
+
+def test_without_pytest_html_no_column_plugin_is_registered(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-p", "no:html", "-p", "no:cacheprovider", "--energy-meter=none", "--trace-config")
+    assert "energy-html" not in result.stdout.str()
+    result.assert_outcomes(passed=1)
