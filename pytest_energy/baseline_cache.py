@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-import filelock
 
 from . import __version__
 from .units import format_energy
@@ -193,6 +192,8 @@ class BaselineCache:
     @contextlib.contextmanager
     def _locked(self, fingerprint: str) -> Iterator[None]:
         """Hold the lock of one fingerprint's entry; creates the directory."""
+        import filelock  # only when a baseline is read or written, like concurrency.claim_machine
+
         lock = filelock.FileLock(str(self.directory / f"{fingerprint}.json.lock"), timeout=LOCK_TIMEOUT_S)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -296,6 +296,8 @@ class EnergyPlugin:
             failures = [failure for failure in (self._cap_failure(state), self._regression(item, state)) if failure]
             if call.when == "call":
                 failures.extend(self._complexity_failures(item, state))
+            if failures:
+                state.extra["verdict_message"] = "; ".join(failure.as_longrepr() for failure in failures)
             if failures and self.settings.cap_mode == "warn":
                 for failure in failures:
                     warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr()}"))
@@ -495,7 +497,7 @@ class EnergyPlugin:
             terminalreporter.write_line(f"energy run stored as {self._saved_run}")
         if github.on_github_actions():
             level = "warning" if self.settings.cap_mode == "warn" else "error"
-            for command in github.annotations(records, self.settings.unit, level, self.settings.normalized):
+            for command in github.annotations(records, level):
                 terminalreporter.write_line(command)
             try:
                 github.write_summary(github.summary_markdown(records, self.settings.unit))

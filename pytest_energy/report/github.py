@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Iterable, List, Mapping, Optional
 
-from ..decide import energy_verdict
 from ..record import Record
 from ..units import format_count, format_energy
 from .json_report import phase_totals
@@ -46,22 +45,14 @@ def _verdict_mark(verdict: str) -> str:
     return {"pass": "✅ pass", "over-cap": "❌ over cap", "unmeasured": "⚠️ unmeasured"}.get(verdict, verdict)
 
 
-def annotations(records: Iterable[Record], unit: Optional[str] = None, level: str = "error", normalized: bool = False) -> List[str]:
-    """``::error`` (or ``::warning``) workflow commands, on the test's line, for each test the plugin judged
-    over its cap or unmeasured under a cap, and for each energy regression; ``normalized``: caps on normalised energy."""
+def annotations(records: Iterable[Record], level: str = "error") -> List[str]:
+    """``::error`` (or ``::warning``) workflow commands, on the test's line, for each test the plugin
+    failed (or warned about) over a cap, an unenforceable cap or an energy regression."""
     commands = []
     for record in records:
-        messages = []
-        if record.verdict in ("over-cap", "unmeasured"):
-            normalized_j = record.extra.get("energy_normalized_j")
-            normalize = (lambda _: normalized_j) if normalized and normalized_j is not None else None
-            failure = energy_verdict(record.measurement, record.cap_j, unit, normalize)[1]
-            messages.append(failure.as_longrepr() if failure else f"energy verdict {record.verdict}")
-        comparison = record.extra.get("comparison")
-        if isinstance(comparison, dict) and comparison.get("message"):
-            messages.append(str(comparison["message"]))
-        path, line = record.location
-        for text in messages:
+        text = record.extra.get("verdict_message")
+        if text:
+            path, line = record.location
             message = _escape(f"{record.nodeid}: {text}")
             commands.append(f"::{level} file={_escape_property(path)},line={line},title=energy cap::{message}")
     return commands
