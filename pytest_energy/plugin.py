@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -42,10 +41,6 @@ from .watchdog import MainThreadStopper, Watchdog
 PLUGIN_NAME = "energy-session"
 STATE = pytest.StashKey[TestState]()
 PHASE_CHOICES = ("train", "test")
-
-
-class EnergyWarning(UserWarning):
-    """Something that makes the energy figures incomplete."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -141,6 +136,8 @@ class EnergyPlugin:
         self.normalization: Optional[Normalization] = None
         self._baseline_json: List[Dict[str, Any]] = []  # on the controller: the targets as a worker last saw them
         self._compare_note = ""
+        self.notices: Dict[str, None] = {}  # ordered and without repeats
+        self._unsent_notices: List[str] = []  # on a worker: not yet sent to the controller
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
         if compare is not None:
             try:
@@ -151,6 +148,17 @@ class EnergyPlugin:
                 self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
             else:
                 self._stored_run = StoredRun.from_document(path, document)
+
+    def notice(self, message: str) -> None:
+        """Something that makes the figures incomplete, shown once in the energy summary.
+
+        Not a Python warning: a project's ``filterwarnings = error`` must not turn the
+        plugin's own notices into test failures.
+        """
+        if message not in self.notices:
+            self.notices[message] = None
+            if self.is_worker:
+                self._unsent_notices.append(message)
 
     def run_store(self) -> RunStore:
         return RunStore(Path(self.config.rootpath, self.settings.storage))
@@ -163,12 +171,12 @@ class EnergyPlugin:
             if not self.is_worker:
                 self._machine_lock, overlap = claim_machine()
                 if overlap:
-                    warnings.warn(EnergyWarning(overlap))
+                    self.notice(overlap)
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             self.environment = environment(self._meter.describe())
             if not self._meter.available and self.settings.meter != "none":
                 reasons = "; ".join(f"{name}: {why}" for name, why in self._meter.unavailable.items())
-                warnings.warn(EnergyWarning(f"no energy meter works here, figures are unmeasured ({reasons})"))
+                self.notice(f"no energy meter works here, figures are unmeasured ({reasons})")
         return self._meter
 
     def state(self, item: pytest.Item) -> Optional[TestState]:
@@ -205,12 +213,12 @@ class EnergyPlugin:
         except ConfigError as exc:
             raise pytest.UsageError(f"pytest-energy: {exc}") from None
         except BaselineCacheError as exc:
-            warnings.warn(EnergyWarning(f"baseline cache unusable, no normalisation this run: {exc}"))
+            self.notice(f"baseline cache unusable, no normalisation this run: {exc}")
             return
         for item, target in reused:
             item.add_marker(pytest.mark.skip(reason=self.baseline.reuse_reason(target)))
         for warning in self.baseline.warnings:
-            warnings.warn(EnergyWarning(warning))
+            self.notice(warning)
         self.normalization = self.baseline.normalization()
 
     @pytest.hookimpl(tryfirst=True)
@@ -284,6 +292,9 @@ class EnergyPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
+        if self._unsent_notices:
+            report.energy_notices = self._unsent_notices  # type: ignore[attr-defined]
+            self._unsent_notices = []
         state = self.state(item) if call.when == "setup" and not report.passed else item.stash.get(STATE, None)
         if state is None or state.reported:
             return
@@ -300,7 +311,7 @@ class EnergyPlugin:
                 state.extra["verdict_message"] = "; ".join(failure.as_longrepr() for failure in failures)
             if failures and self.settings.cap_mode == "warn":
                 for failure in failures:
-                    warnings.warn(EnergyWarning(f"{item.nodeid}: {failure.as_longrepr()}"))
+                    self.notice(f"{item.nodeid}: {failure.as_longrepr()}")
             elif failures and report.passed:
                 report.outcome = "failed"
                 report.longrepr = "\n".join(failure.as_longrepr() for failure in failures)
@@ -326,15 +337,15 @@ class EnergyPlugin:
         energies = list(state.extra.pop("repeats_j", [])) + [state.measurement.total_j if state.measurement else None]
         if target.entry is None or target.source != "cached":
             if not passed or any(energy is None for energy in energies):
-                warnings.warn(EnergyWarning(f"baseline {item.nodeid} did not pass or was not measured: no normalisation this run"))
+                self.notice(f"baseline {item.nodeid} did not pass or was not measured: no normalisation this run")
             else:
                 try:
                     spread = self.baseline.measured(item.nodeid, energies, self.environment["hardware"], state.measurement.meter)  # type: ignore[union-attr]
                 except (BaselineCacheError, OSError) as exc:
-                    warnings.warn(EnergyWarning(f"cannot cache the baseline: {exc}"))
+                    self.notice(f"cannot cache the baseline: {exc}")
                     spread = None
                 if spread:
-                    warnings.warn(EnergyWarning(spread))
+                    self.notice(spread)
                 self.normalization = self.baseline.normalization()
         state.extra["baseline"] = target.to_json()
 
@@ -410,6 +421,9 @@ class EnergyPlugin:
 
     # -- collecting and reporting (controller side) ----------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.is_worker:
+            for message in getattr(report, "energy_notices", None) or ():
+                self.notice(message)
         data = getattr(report, "energy_record", None)
         if data is None or self.is_worker:
             return
@@ -428,13 +442,13 @@ class EnergyPlugin:
         if not self.is_worker:
             overlap = overlap_warning(str(record.extra["worker"]) for record in self.records if "worker" in record.extra)
             if overlap:
-                warnings.warn(EnergyWarning(overlap))
+                self.notice(overlap)
             self.write_json()
             if self.settings.autosave and self.records:
                 try:
                     self._saved_run = self.run_store().save(self.document(), commit_info(self.config.rootpath))
                 except OSError as exc:
-                    warnings.warn(EnergyWarning(f"cannot store this run under {self.settings.storage}: {exc}"))
+                    self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
 
     def pytest_unconfigure(self) -> None:
         self._stopper.uninstall()
@@ -465,6 +479,7 @@ class EnergyPlugin:
             "normalization": normalization.to_json() if normalization else None,
             "baseline": self._baseline_json or [target.to_json() for target in self.baseline.targets],
             "reference": self.settings.reference.to_json(),
+            "notices": list(self.notices),
         }
         return build_document(self.accounted_records(), self.environment, self.settings.metadata, session, extra)
 
@@ -476,13 +491,20 @@ class EnergyPlugin:
             write_atomically(Path(self.config.invocation_params.dir, self.settings.json), document)
         except OSError as exc:
             self._json_failed = True
-            warnings.warn(EnergyWarning(f"cannot write the energy JSON report to {self.settings.json}: {exc}"))
+            self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker or not (self.records or self.notices):
             return
         records = self.accounted_records()
         terminalreporter.write_sep("=", "energy")
+        for message in self.notices:
+            terminalreporter.write_line(f"pytest-energy: {message}")
+        if github.on_github_actions():
+            for message in self.notices:
+                terminalreporter.write_line(github.notice_annotation(message))
+        if not records:
+            return
         for line in format_table(*summary_table(records, self.settings.unit)):
             terminalreporter.write_line(line)
         for line in accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit):
@@ -502,4 +524,4 @@ class EnergyPlugin:
             try:
                 github.write_summary(github.summary_markdown(records, self.settings.unit))
             except OSError as exc:
-                warnings.warn(EnergyWarning(f"cannot write the GitHub job summary: {exc}"))
+                self.notice(f"cannot write the GitHub job summary: {exc}")

@@ -58,6 +58,11 @@ def annotations(records: Iterable[Record], level: str = "error") -> List[str]:
     return commands
 
 
+def notice_annotation(message: str) -> str:
+    """A ``::warning`` workflow command for a plugin notice (figures incomplete, cache unusable, ...)."""
+    return f"::warning title=pytest-energy::{_escape(message)}"
+
+
 def write_summary(markdown: str, environ: Mapping[str, str] = os.environ) -> Optional[str]:
     """Append to ``$GITHUB_STEP_SUMMARY``; returns the path written, or None when unset."""
     path = environ.get("GITHUB_STEP_SUMMARY")
