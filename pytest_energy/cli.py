@@ -3,7 +3,7 @@
 ``submission`` prints the energy and complexity block of a DCASE task 4 system
 meta-information file from one JSON report; ``trend`` prints the organisers' tables
 over many reports, CSV rows and DCASE results-page YAML files; ``plot`` draws score
-against normalised training energy. Exit status: 0 done, 2 bad usage or unreadable
+against normalised training energy, or score against energy-weighted score. Exit status: 0 done, 2 bad usage or unreadable
 input (one line on stderr, no traceback).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from pytest_energy import __version__
-from pytest_energy.report.trend import SCORE_NAMES, InputError
+from pytest_energy.report.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
 
 USAGE_ERROR = 2
 
@@ -34,33 +34,65 @@ def _submission(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trend(args: argparse.Namespace) -> int:
-    from pytest_energy.report.trend import RENDERERS, collect, compute
+def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
+    """The inputs read with ``--score``; without it, psds1, else the score the JSON reports record."""
+    from pytest_energy.report.trend import collect, recorded_scores
 
-    collection = collect(args.inputs, year=args.year, score=args.score)
+    score = args.score or DEFAULT_SCORE
+    collection = collect(args.inputs, year=args.year, score=score)
+    if args.score is None and all(s.score is None for s in collection.systems + collection.baselines):
+        recorded = recorded_scores(collection)
+        if recorded:
+            score = recorded[0]
+            collection = collect(args.inputs, year=args.year, score=score)
+            others = f" (also recorded: {', '.join(recorded[1:])})" if recorded[1:] else ""
+            collection.notes.append(
+                f"no {DEFAULT_SCORE} in the inputs: using {score}, the score the reports record{others}; "
+                "choose with --score"
+            )
+    return collection, score
+
+
+def _trend(args: argparse.Namespace) -> int:
+    from pytest_energy.report.trend import RENDERERS, compute
+
+    collection, score = _collect(args)
     if not collection.systems:
         reasons = "; ".join(sorted({r.reason for r in collection.rejected})) or "no rows"
-        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons})")
-    trend = compute(collection, all_systems=args.all_systems, score=args.score)
+        skipped = "".join(f"; {note}" for note in collection.notes if note.endswith("skipped"))
+        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons}{skipped})")
+    trend = compute(
+        collection, population=args.population, score=score, method=args.quartiles,
+        factor_limit=args.reliable_baseline,
+    )
     sys.stdout.write(RENDERERS[args.format](trend))
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
     from pytest_energy.report.plot import PlotError, plot_trend
-    from pytest_energy.report.trend import collect
 
-    collection = collect(args.inputs, year=args.year, score=args.score)
+    collection, score = _collect(args)
     try:
         notes = plot_trend(
-            collection, Path(args.output), score=args.score, energy=args.energy, baseline=args.baseline
+            collection, Path(args.output), kind=args.kind, score=score, energy=args.energy, baseline=args.baseline
         )
     except PlotError as error:
         raise CliError(str(error)) from None
-    for note in notes:
+    for note in collection.notes + notes:
         print(note, file=sys.stderr)
     print(f"wrote {args.output}")
     return 0
+
+
+def _factor_limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1 (e.g. 3), got {text!r}")
+    return value
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +102,9 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--year", type=int, help="edition year for rows and reports that do not state one")
     parser.add_argument(
-        "--score", choices=SCORE_NAMES, default="psds1", help="score to rank systems by (default: psds1)"
+        "--score", metavar="NAME",
+        help="score to rank systems by: psds1, psds2, or any name given to record_score "
+        "(default: psds1, else the score the JSON reports record)",
     )
 
 
@@ -91,13 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inputs(trend)
     trend.add_argument("--format", choices=("table", "md", "csv"), default="table", help="output format")
     trend.add_argument(
-        "--all-systems", action="store_true", help="threshold table over ensembles too (default: single systems)"
+        "--population", choices=tuple(POPULATIONS), default="single",
+        help="systems the threshold table ranks and takes its quartiles from "
+        "(default: single, the non-ensemble systems, as Douwes & Serizel's Table VI)",
+    )
+    trend.add_argument(
+        "--quartiles", choices=tuple(QUANTILE_METHODS), default="inclusive",
+        help="statistics.quantiles method (default: inclusive, numpy.percentile's default)",
+    )
+    trend.add_argument(
+        "--reliable-baseline", type=_factor_limit, metavar="K",
+        help="leave out systems whose normalisation factor (normalised / raw training energy) is outside "
+        "[1/K, K]: their baseline energy is not plausibly the baseline's (see docs/organisers.md)",
     )
     trend.set_defaults(run=_trend)
 
-    plot = commands.add_parser("plot", help="PNG of score against normalised training energy")
+    plot = commands.add_parser("plot", help="PNG of score against training energy, or against EW score")
     _add_inputs(plot)
     plot.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plot.add_argument(
+        "--kind", choices=("energy-score", "ew"), default="energy-score",
+        help="energy-score: score against training energy (the paper's Fig. 1); "
+        "ew: energy-weighted score against score, with the baseline's quadrants (Fig. 2)",
+    )
     plot.add_argument(
         "--energy", choices=("normalized", "raw"), default="normalized",
         help="training energy on the x axis (default: normalized)",

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_energy.cli import main
 from pytest_energy.report import trend
-from pytest_energy.report.trend import collect, compute, parse_ensemble, parse_quantity, percentile
+from pytest_energy.report.trend import collect, compute, parse_ensemble, parse_quantity, quartile_values
 
 KWH = 3.6e6
 DCASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"  # beside the clone
@@ -107,23 +107,24 @@ def reports(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_percentile_matches_numpy_linear():
+@pytest.mark.parametrize(("method", "numpy_method"), [("inclusive", "linear"), ("exclusive", "weibull")])
+def test_quartiles_match_numpy(method: str, numpy_method: str):
     numpy = pytest.importorskip("numpy")
     generator = random.Random(7)
-    for size in (1, 2, 3, 4, 5, 10, 37):
+    for size in (2, 3, 4, 5, 10, 37) if method == "inclusive" else (3, 4, 5, 10, 37):  # 'exclusive' extrapolates at 2
         values = [generator.uniform(0, 100) for _ in range(size)]
-        for q in (0, 10, 25, 50, 75, 90, 100):
-            assert percentile(values, q) == pytest.approx(float(numpy.percentile(values, q)))
+        expected = numpy.percentile(values, [25, 50, 75], method=numpy_method)
+        assert quartile_values(values, method) == pytest.approx(list(expected))
 
 
-def test_percentile_hand_computed_and_errors():
-    assert percentile([1, 2, 4, 8], 25) == pytest.approx(1.75)
-    assert percentile([8, 4, 2, 1], 50) == pytest.approx(3.0)
-    assert percentile([1, 2, 4, 8], 75) == pytest.approx(5.0)
+def test_quartiles_hand_computed_and_errors():
+    assert quartile_values([1, 2, 4, 8]) == pytest.approx((1.75, 3.0, 5.0))  # positions 0.75, 1.5, 2.25
+    assert quartile_values([8, 4, 2, 1], "exclusive") == pytest.approx((1.25, 3.0, 7.0))  # positions 1.25, 2.5, 3.75
+    assert quartile_values([5.0]) == (5.0, 5.0, 5.0)
     with pytest.raises(ValueError):
-        percentile([], 50)
+        quartile_values([])
     with pytest.raises(ValueError):
-        percentile([1.0], 101)
+        quartile_values([1.0, 2.0], "nearest")
 
 
 def test_field_parsing_of_dcase_quirks():
@@ -188,7 +189,7 @@ def test_threshold_table_single_systems_by_default(reports: Path):
     assert best(single, "train_normalized_j", "median") == "B"
     assert single.best_overall["2024"].name == "D"
 
-    everyone = compute(collection, all_systems=True)
+    everyone = compute(collection, population="all")
     assert best(everyone, "params", "P25") == "E"
     assert everyone.best_overall["2024"].name == "E"
 
@@ -261,9 +262,9 @@ def test_dcase_2023_results_yaml_and_duplicates():
 def test_cli_trend_table_names_the_method(reports: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["trend", str(reports)]) == 0
     out = capsys.readouterr().out
-    assert "linear interpolation" in out
+    assert "statistics.quantiles(n=4, method='inclusive')" in out
     assert "Rejected rows: 2" in out
-    assert "Best psds1 under thresholds (single systems only" in out
+    assert "Best psds1 under thresholds, single systems" in out
     assert "no GPU energy for 2023" in out
 
 
@@ -273,11 +274,12 @@ def test_cli_trend_markdown(reports: Path, capsys: pytest.CaptureFixture[str]):
     assert "| edition | metric | n | P25 | median | P75 |" in out
     assert "| 2024 | parameters | 6 | 1.25M | 3.00M | 7.00M |" in out
     assert "| 2024 | training | 5 | 70.0% ± 15.8 | 50.0% | 90.0% |" in out
-    assert "| 2024 | parameters < P25 | 1.25M | 1 | 0.300 | A |" in out
+    # single systems A-D: parameters 1, 2, 4, 8M -> P25 1.75M (A), median 3M (A, B); All: D
+    assert "| 2024 | parameters | 4 | 1.75M | 1 | 0.300 | A | 3.00M | 2 | 0.400 | B | 4 | 0.600 | D |" in out
 
 
 def test_cli_trend_csv(reports: Path, capsys: pytest.CaptureFixture[str]):
-    assert main(["trend", str(reports), "--format", "csv", "--all-systems"]) == 0
+    assert main(["trend", str(reports), "--format", "csv", "--population", "all"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["table", "edition", "row", "column", "value"]
 
@@ -287,7 +289,9 @@ def test_cli_trend_csv(reports: Path, capsys: pytest.CaptureFixture[str]):
 
     assert float(value("quartiles", "parameters", "p25")) == pytest.approx(1.25e6)
     assert float(value("quartiles", "training energy, normalised (kWh)", "median")) == pytest.approx(1.5)
-    assert value("thresholds_all_systems", "parameters < P25", "system") == "E"
+    assert value("thresholds_all_systems", "parameters <= P25", "system") == "E"
+    assert float(value("thresholds_all_systems", "parameters <= P25", "threshold")) == pytest.approx(1.25e6)
+    assert value("thresholds_all_systems", "parameters <= P25", "n_under") == "2"  # E (0.5M) and A (1M)
     assert any(r["table"] == "rejected" and r["value"] == "1" for r in rows)
 
 
@@ -302,6 +306,6 @@ def test_cli_trend_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     write(tmp_path, "notes.txt", "hello")
     assert main(["trend", str(tmp_path / "notes.txt")]) == 2
-    assert "unknown kind of file" in capsys.readouterr().err
+    assert "notes.txt: not a report" in capsys.readouterr().err
 
     assert main(["trend", str(tmp_path), "--format", "xml"]) == 2

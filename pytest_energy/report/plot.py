@@ -1,22 +1,32 @@
-"""Score against training energy, as a PNG: the organisers' energy-weighted view.
+"""The organisers' figures as PNG: score against training energy, and EW score against score.
 
-One series per edition and single/ensemble, the baselines as stars, and quadrant lines
-through one baseline's energy and score. The energy axis is logarithmic and reversed, so
-that cheaper is to the right and better is up: the top-right quadrant holds the systems
-better and cheaper than the baseline. matplotlib is imported only when a plot is drawn
-(through its object API, leaving pyplot's global state alone).
+``energy-score`` (Douwes & Serizel's Fig. 1): one series per edition and single/ensemble,
+the baselines as stars, quadrant lines through one baseline's energy and score. The
+energy axis is logarithmic and reversed, so that cheaper is to the right and better is
+up: the top-right quadrant holds the systems better and cheaper than the baseline.
+
+``ew`` (Fig. 2): the energy-weighted score (score × E_baseline / E, training energy)
+against the score, with lines at the baseline's score and EW score; the top-right
+quadrant holds the systems better than the baseline on both. The baseline is a baseline
+row of the inputs, the system named by ``--baseline``, or else the reference values a
+JSON report was configured with (its ``reference`` block), so one participant's report
+can be drawn against the challenge baseline.
+
+matplotlib is imported only when a plot is drawn (through its object API, with the Agg
+canvas, leaving pyplot's global state alone).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from pytest_energy.report.trend import KWH_J, Collection, System
+from pytest_energy.report.trend import KWH_J, Collection, ReportError, System, read_report
 
 PLOT_INSTALL = 'pip install "pytest-energy[plot]"'
 MARKERS = {"single": "o", "ensemble": "^", "ensemble unstated": "s"}
+KINDS = ("energy-score", "ew")
 
 
 class PlotError(Exception):
@@ -32,7 +42,38 @@ def _energy(system: System, energy: str) -> Optional[float]:
     return None if joules is None or joules <= 0 else joules / KWH_J
 
 
-def _reference(collection: Collection, energy: str, name: Optional[str]) -> Optional[System]:
+def _configured_reference(collection: Collection, energy: str, score: str) -> Optional[System]:
+    """The baseline a JSON report was configured with: its ``reference`` training energy and score.
+
+    Used only where that energy is on the plotted scale: normalised energies against a
+    normalising reference, raw energies against one that does not normalise (DCASE 2022).
+    """
+    for system in sorted(collection.systems, key=lambda s: (s.edition, s.source)):
+        if not system.source.lower().endswith(".json"):
+            continue
+        try:
+            reference = read_report(Path(system.source)).get("reference")
+        except (ReportError, OSError):
+            continue
+        if not isinstance(reference, dict):
+            continue
+        normalizes = reference.get("reference_energy_j") is not None
+        energy_j, scores = reference.get("baseline_train_energy_j"), reference.get("baseline_scores")
+        value = scores.get(score) if isinstance(scores, dict) else None
+        if normalizes != (energy == "normalized") or not _positive(energy_j) or not _positive(value):
+            continue
+        return System(
+            name="baseline (configured reference)", edition=system.edition, source=system.source, ensemble=False,
+            baseline=True, train_j=energy_j, train_normalized_j=energy_j, score=value,
+        )
+    return None
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _reference(collection: Collection, energy: str, score: str, name: Optional[str]) -> Optional[System]:
     """The system whose energy and score draw the quadrant lines."""
     usable = [s for s in collection.baselines + collection.systems if s.score is not None and _energy(s, energy)]
     if name is not None:
@@ -41,18 +82,26 @@ def _reference(collection: Collection, energy: str, name: Optional[str]) -> Opti
             raise PlotError(f"--baseline {name!r}: no such system with a score and a {energy} training energy")
         return named[-1]
     baselines = sorted((s for s in usable if s.baseline), key=lambda s: s.edition, reverse=True)
-    return baselines[0] if baselines else None
+    return baselines[0] if baselines else _configured_reference(collection, energy, score)
+
+
+def _ew(system: System, reference: System, energy: str) -> float:
+    """The energy-weighted score: score × E_baseline / E (training energy of the plotted kind)."""
+    return system.score * _energy(reference, energy) / _energy(system, energy)  # type: ignore[operator]
 
 
 def plot_trend(
     collection: Collection,
     output: Path,
     *,
+    kind: str = "energy-score",
     score: str = "psds1",
     energy: str = "normalized",
     baseline: Optional[str] = None,
 ) -> List[str]:
     """Write the PNG to ``output``; returns notes on what was left out."""
+    if kind not in KINDS:
+        raise PlotError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -74,37 +123,61 @@ def plot_trend(
     if not series:
         hint = " (try --energy raw)" if energy == "normalized" else ""
         raise PlotError(f"nothing to plot: no system has both a {score} and a {energy} training energy{hint}")
-    reference = _reference(collection, energy, baseline)
+    reference = _reference(collection, energy, score, baseline)
+    if kind == "ew" and reference is None:
+        raise PlotError(
+            "the ew plot weighs scores by a baseline's energy: no baseline among the inputs "
+            "(name a system with --baseline, or configure the report's baseline-train-energy and baseline-scores)"
+        )
 
     figure = Figure(figsize=(9, 6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     editions = sorted({edition for edition, _ in series})
     colours = {edition: f"C{index % 10}" for index, edition in enumerate(editions)}
-    for (edition, kind), systems in sorted(series.items()):
+    stars = [s for s in collection.baselines if _energy(s, energy) is not None and s.score is not None]
+    if reference is not None and reference not in stars:
+        stars.append(reference)
+
+    def position(system: System) -> Tuple[float, float]:
+        if kind == "ew":
+            return system.score, _ew(system, reference, energy)  # type: ignore[arg-type,return-value]
+        return _energy(system, energy), system.score  # type: ignore[return-value]
+
+    for (edition, system_kind), systems in sorted(series.items()):
+        points = [position(s) for s in systems]
         axes.scatter(
-            [_energy(s, energy) for s in systems],
-            [s.score for s in systems],
-            marker=MARKERS[kind],
+            [x for x, _ in points], [y for _, y in points],
+            marker=MARKERS[system_kind],
             color=colours[edition],
-            alpha=0.75 if kind == "single" else 0.45,
-            label=f"{edition} {kind} (n={len(systems)})",
+            alpha=0.75 if system_kind == "single" else 0.45,
+            label=f"{edition} {system_kind} (n={len(systems)})",
         )
-    for system in collection.baselines:
-        x = _energy(system, energy)
-        if x is None or system.score is None:
-            continue
+    for system in stars:
+        x, y = position(system)
         axes.scatter(
-            [x], [system.score], marker="*", s=260, color=colours.get(system.edition, "grey"),
+            [x], [y], marker="*", s=260, color=colours.get(system.edition, "grey"),
             edgecolors="black", linewidths=0.8, zorder=3,
         )
-        axes.annotate(system.name, (x, system.score), xytext=(6, -12), textcoords="offset points", fontsize=8)
+        axes.annotate(system.name, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8)
     axes.scatter([], [], marker="*", s=160, color="white", edgecolors="black", label="baseline")
 
-    axes.set_xscale("log")
-    axes.invert_xaxis()
+    kind_of_energy = "normalised training energy" if energy == "normalized" else "training energy (raw)"
+    if kind == "ew":
+        axes.set_yscale("log")
+        axes.set_xlabel(f"{score} (better →)")
+        axes.set_ylabel(f"EW {score} = {score} × E_baseline / E, {kind_of_energy} (log scale, better ↑)")
+        axes.set_title(f"Energy-weighted {score} against {score}")
+        quadrant = "better than {name} ({edition})\non both {score} and EW {score}"
+    else:
+        axes.set_xscale("log")
+        axes.invert_xaxis()
+        axes.set_xlabel(f"{kind_of_energy}, kWh (log scale, reversed: cheaper →)")
+        axes.set_ylabel(f"{score} (better ↑)")
+        axes.set_title(f"{score} against {kind_of_energy}, per edition")
+        quadrant = "better and cheaper than\n{name} ({edition})"
     if reference is not None:
-        x_ref, y_ref = _energy(reference, energy), reference.score
+        x_ref, y_ref = position(reference)
         axes.axvline(x_ref, color="black", linestyle="--", linewidth=0.9)
         axes.axhline(y_ref, color="black", linestyle="--", linewidth=0.9)
         left, right = axes.get_xlim()
@@ -113,17 +186,13 @@ def plot_trend(
         axes.set_xlim(left, right)
         axes.set_ylim(bottom, top)
         axes.text(
-            0.98, 0.97, f"better and cheaper than\n{reference.name} ({reference.edition})",
+            0.98, 0.97, quadrant.format(name=reference.name, edition=reference.edition, score=score),
             transform=axes.transAxes, ha="right", va="top", fontsize=9, color="darkgreen",
         )
     else:
         notes.append("no baseline among the inputs: no quadrant lines (name one with --baseline)")
 
-    kind_of_energy = "normalised training energy" if energy == "normalized" else "training energy (raw)"
-    axes.set_xlabel(f"{kind_of_energy}, kWh (log scale, reversed: cheaper →)")
-    axes.set_ylabel(f"{score} (better ↑)")
-    axes.set_title(f"{score} against {kind_of_energy}, per edition")
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(loc="best", fontsize=8, framealpha=0.9)
+    axes.legend(loc="lower left" if kind == "ew" else "best", fontsize=8, framealpha=0.9)
     figure.savefig(output, dpi=150)
     return notes

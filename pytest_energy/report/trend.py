@@ -5,9 +5,10 @@ system), a plain CSV of submissions, and the DCASE task 4 results-page YAML file
 as they are. Rows that cannot be used are rejected with a counted reason; fields that
 cannot be read are left empty and counted. From the systems of each edition come the
 tables organisers publish: quartiles of complexity and energy, the GPU share of
-energy, and the best score among systems under the P25 / median thresholds.
-Percentiles use linear interpolation between closest ranks, numpy.percentile's
-default, implemented here so the module needs nothing beyond the standard library.
+energy, and, as in Douwes & Serizel's Table VI, the best score among the ranked systems
+(single systems by default) at or under the P25 / median of that same population.
+Quartiles come from ``statistics.quantiles`` with a stated method ('inclusive', numpy's
+default, unless told otherwise).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import json
 import math
 import re
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +28,8 @@ from pytest_energy.account.dcase_data import parse_count, parse_score
 from pytest_energy.units import JOULES_PER_UNIT, format_count, format_energy
 
 REPORT_SCHEMA = "pytest-energy/1"
-PERCENTILE_METHOD = (
-    "percentiles by linear interpolation between closest ranks "
-    "(numpy.percentile's default, method='linear')"
-)
 KWH_J = JOULES_PER_UNIT["kwh"]
-SCORE_NAMES = ("psds1", "psds2")
+DEFAULT_SCORE = "psds1"
 # Score columns of the DCASE task 4 results-page YAML files, per score name, newest first.
 # 2023 (submissions_task4a_entries.yaml) gives "value (CI low - CI high)" strings on the full
 # evaluation set; 2022 (results_task4_entries.yaml) gives plain floats.
@@ -511,8 +509,11 @@ def _build(raw: _RawRow, year: Optional[str], collection: Collection) -> Optiona
     return system
 
 
-def input_files(paths: Iterable[str]) -> List[Path]:
-    """The report files named or found (recursively, sorted) in the named directories."""
+def input_files(paths: Iterable[str], notes: List[str]) -> List[Path]:
+    """The report files named or found (recursively, sorted) in the named directories.
+
+    A named file that is not a report (a README among the inputs) is skipped with a note.
+    """
     files: List[Path] = []
     for text in paths:
         path = Path(text)
@@ -523,7 +524,8 @@ def input_files(paths: Iterable[str]) -> List[Path]:
             files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in REPORT_SUFFIXES:
-                raise InputError(f"{path}: unknown kind of file (expected .json, .csv, .yaml or .yml)")
+                notes.append(f"{path}: not a report (expected .json, .csv, .yaml or .yml), skipped")
+                continue
             files.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
@@ -537,7 +539,7 @@ def collect(paths: Iterable[str], *, year: Optional[int] = None, score: str = "p
     system (edition and name) read twice is kept once; later copies are rejected.
     """
     collection = Collection()
-    files = input_files(paths)
+    files = input_files(paths, collection.notes)
     collection.files = len(files)
     fallback = str(year) if year is not None else None
     seen: Dict[Tuple[str, str], str] = {}
@@ -555,20 +557,44 @@ def collect(paths: Iterable[str], *, year: Optional[int] = None, score: str = "p
     return collection
 
 
+def recorded_scores(collection: Collection) -> List[str]:
+    """The score names the JSON reports among the inputs record (``record_score``), most common first."""
+    names: Counter = Counter()
+    sources = {s.source for s in collection.systems + collection.baselines if s.source.lower().endswith(".json")}
+    for source in sorted(sources):
+        try:
+            report = read_report(Path(source))
+        except (ReportError, OSError):
+            continue
+        names.update({name for record in report_records(report) for name in _mapping(record.get("scores"))})
+    return [name for name, _ in names.most_common()]
+
+
 # ----------------------------------------------------------------------------- statistics
 
+POPULATIONS = {"single": "single systems (ensemble: no)", "all": "all systems (ensembles and unstated included)"}
+QUANTILE_METHODS = {
+    "inclusive": "numpy.percentile's default, linear",
+    "exclusive": "numpy.percentile method='weibull' from 3 values on",
+}
+LEVELS = ("P25", "median")  # the two thresholds; a third column, "all", has none
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation, as numpy.percentile's default."""
+
+def method_text(method: str) -> str:
+    """The quartile method as the output states it."""
+    return f"quartiles by statistics.quantiles(n=4, method={method!r}) ({QUANTILE_METHODS[method]})"
+
+
+def quartile_values(values: Sequence[float], method: str = "inclusive") -> Tuple[float, float, float]:
+    """P25, median and P75 of ``values`` by ``statistics.quantiles``; a single value is its own quartiles."""
     if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} outside 0-100")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    lower = math.floor(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+        raise ValueError("quartiles of no values")
+    if method not in QUANTILE_METHODS:
+        raise ValueError(f"unknown quartile method {method!r}; expected one of {', '.join(QUANTILE_METHODS)}")
+    if len(values) == 1:
+        return (float(values[0]),) * 3  # type: ignore[return-value]
+    p25, median, p75 = statistics.quantiles(values, n=4, method=method)
+    return p25, median, p75
 
 
 @dataclass(frozen=True)
@@ -612,11 +638,14 @@ class ShareSummary:
 
 @dataclass(frozen=True)
 class ThresholdRow:
+    """One cell group of the threshold table: the best score at or under one threshold."""
+
     edition: str
     metric: Metric
-    level: str  # "P25" or "median"
-    threshold: Optional[float]
-    candidates: int  # systems strictly under the threshold that have a score
+    level: str  # "P25", "median", or "all" (no threshold)
+    threshold: Optional[float]  # the paper's "Max"; None for "all" or when no system has the metric
+    population: int  # systems of the ranked population that have the metric
+    candidates: int  # scored systems at or under the threshold ("all": every scored system)
     best: Optional[System]
 
 
@@ -627,21 +656,23 @@ class Trend:
     shares: List[ShareSummary]
     thresholds: List[ThresholdRow]
     best_overall: Dict[str, Optional[System]]
-    all_systems: bool
+    population: str  # a key of POPULATIONS
     score: str
+    method: str = "inclusive"
+    factor_limit: Optional[float] = None
+    unreliable: List[System] = field(default_factory=list)  # left out by factor_limit
+    unchecked: int = 0  # systems kept by factor_limit because they have no normalisation factor
 
 
 def _values(systems: Iterable[System], attribute: str) -> List[float]:
     return [value for value in (getattr(s, attribute) for s in systems) if value is not None]
 
 
-def quartiles(edition: str, systems: Sequence[System], metric: Metric) -> Quartiles:
+def quartiles(edition: str, systems: Sequence[System], metric: Metric, method: str = "inclusive") -> Quartiles:
     values = _values(systems, metric.attribute)
     if not values:
         return Quartiles(edition, metric, 0, None, None, None)
-    return Quartiles(
-        edition, metric, len(values), percentile(values, 25), percentile(values, 50), percentile(values, 75)
-    )
+    return Quartiles(edition, metric, len(values), *quartile_values(values, method))
 
 
 def share_summary(edition: str, systems: Sequence[System], phase: str) -> ShareSummary:
@@ -658,35 +689,85 @@ def _best(systems: Iterable[System]) -> Optional[System]:
     return max(scored, key=lambda s: s.score) if scored else None  # type: ignore[arg-type,return-value]
 
 
-def compute(collection: Collection, *, all_systems: bool = False, score: str = "psds1") -> Trend:
+def normalization_factor(system: System) -> Optional[float]:
+    """Normalised over raw training energy: E_reference / E_baseline as the system's team measured it."""
+    if system.train_normalized_j is None or not system.train_j:
+        return None
+    return system.train_normalized_j / system.train_j
+
+
+def in_population(system: System, population: str) -> bool:
+    return population == "all" or system.ensemble is False
+
+
+def threshold_rows(
+    edition: str, ranked: Sequence[System], metric: Metric, method: str = "inclusive"
+) -> List[ThresholdRow]:
+    """Best score at or under the P25 and median of ``metric`` over ``ranked``, then with no threshold.
+
+    The thresholds are quartiles of the ranked population itself (the paper's Table VI:
+    non-ensemble systems, thresholds from the non-ensemble quartiles).
+    """
+    with_metric = [s for s in ranked if getattr(s, metric.attribute) is not None]
+    values = _values(with_metric, metric.attribute)
+    levels = dict(zip(LEVELS, quartile_values(values, method)[:2])) if values else {}
+    rows = []
+    for level in LEVELS:
+        threshold = levels.get(level)
+        under = [s for s in with_metric if threshold is not None and getattr(s, metric.attribute) <= threshold]
+        scored = [s for s in under if s.score is not None]
+        rows.append(ThresholdRow(edition, metric, level, threshold, len(with_metric), len(scored), _best(scored)))
+    scored = [s for s in ranked if s.score is not None]
+    rows.append(ThresholdRow(edition, metric, "all", None, len(with_metric), len(scored), _best(scored)))
+    return rows
+
+
+def compute(
+    collection: Collection,
+    *,
+    population: str = "single",
+    score: str = "psds1",
+    method: str = "inclusive",
+    factor_limit: Optional[float] = None,
+) -> Trend:
     """The trend tables for every edition in ``collection``.
 
-    Quartiles use every usable system of the edition (baselines excluded); the threshold
-    table looks, among single systems only unless ``all_systems``, for the best score
-    strictly under each quartile of the quartile table.
+    Quartiles and GPU shares use every usable system of the edition (baselines excluded);
+    the threshold table ranks ``population`` ("single" or "all") with thresholds from that
+    population's own quartiles. With ``factor_limit`` K, systems whose normalisation factor
+    lies outside [1/K, K] (a baseline energy that is not plausibly the baseline's) are left
+    out of everything; systems without normalised energy cannot be checked and stay.
     """
+    if population not in POPULATIONS:
+        raise ValueError(f"unknown population {population!r}; expected one of {', '.join(POPULATIONS)}")
+    if factor_limit is not None and not factor_limit >= 1:
+        raise ValueError(f"the normalisation factor limit must be at least 1, got {factor_limit!r}")
+    unreliable: List[System] = []
+    unchecked = 0
+    kept = list(collection.systems)
+    if factor_limit is not None:
+        kept = []
+        for system in collection.systems:
+            factor = normalization_factor(system)
+            unchecked += factor is None
+            reliable = factor is None or 1 / factor_limit <= factor <= factor_limit
+            (kept if reliable else unreliable).append(system)
     rows: List[Quartiles] = []
     shares: List[ShareSummary] = []
     thresholds: List[ThresholdRow] = []
     best_overall: Dict[str, Optional[System]] = {}
-    for edition in collection.editions():
-        systems = [s for s in collection.systems if s.edition == edition]
-        eligible = systems if all_systems else [s for s in systems if s.ensemble is False]
-        best_overall[edition] = _best(eligible)
-        edition_quartiles = {metric.attribute: quartiles(edition, systems, metric) for metric in METRICS}
-        rows.extend(edition_quartiles.values())
+    for edition in sorted({s.edition for s in kept}):
+        systems = [s for s in kept if s.edition == edition]
+        ranked = [s for s in systems if in_population(s, population)]
+        best_overall[edition] = _best(ranked)
+        rows.extend(quartiles(edition, systems, metric, method) for metric in METRICS)
         shares.extend(share_summary(edition, systems, phase) for phase in ("train", "test"))
         for metric in THRESHOLD_METRICS:
-            stats = edition_quartiles[metric.attribute]
-            for level, threshold in (("P25", stats.p25), ("median", stats.median)):
-                under = (
-                    [s for s in eligible if s.score is not None and getattr(s, metric.attribute) is not None
-                     and getattr(s, metric.attribute) < threshold]
-                    if threshold is not None
-                    else []
-                )
-                thresholds.append(ThresholdRow(edition, metric, level, threshold, len(under), _best(under)))
-    return Trend(collection, rows, shares, thresholds, best_overall, all_systems, score)
+            thresholds.extend(threshold_rows(edition, ranked, metric, method))
+    return Trend(
+        collection, rows, shares, thresholds, best_overall, population, score, method, factor_limit, unreliable,
+        unchecked,
+    )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -722,6 +803,13 @@ def _system_label(system: Optional[System]) -> Tuple[str, str]:
     return f"{system.score:.3f}", system.name
 
 
+def _threshold_cells(row: ThresholdRow) -> Tuple[str, ...]:
+    kind = row.metric.kind
+    unit = _energy_unit(row.threshold) if kind == "energy" else None
+    maximum = () if row.level == "all" else (_format(kind, row.threshold, unit),)
+    return maximum + (str(row.candidates),) + _system_label(row.best)
+
+
 def tables(trend: Trend) -> List[Table]:
     """The trend as display tables (the same content the CSV gives as numbers)."""
     quartile_rows = []
@@ -739,17 +827,15 @@ def tables(trend: Trend) -> List[Table]:
         share_rows.append(
             (share.edition, phase, str(share.n), mean, _format("share", share.minimum), _format("share", share.maximum))
         )
-    who = "all systems" if trend.all_systems else "single systems only"
-    threshold_rows = []
-    for edition, best in trend.best_overall.items():
-        threshold_rows.append((edition, "no threshold", "-", "-") + _system_label(best))
-        for row in (r for r in trend.thresholds if r.edition == edition):
-            kind = row.metric.kind
-            unit = _energy_unit(row.threshold) if kind == "energy" else None
-            criterion = f"{row.metric.label} < {row.level}"
-            threshold_rows.append(
-                (edition, criterion, _format(kind, row.threshold, unit), str(row.candidates)) + _system_label(row.best)
-            )
+    threshold_rows_ = []
+    groups: Dict[Tuple[str, str], List[ThresholdRow]] = {}
+    for row in trend.thresholds:
+        groups.setdefault((row.edition, row.metric.label), []).append(row)
+    for (edition, label), cells in groups.items():
+        threshold_rows_.append(
+            (edition, label, str(cells[0].population)) + tuple(c for cell in cells for c in _threshold_cells(cell))
+        )
+    score = trend.score
     return [
         Table(
             "Quartiles per edition (usable systems, baselines excluded)",
@@ -762,9 +848,11 @@ def tables(trend: Trend) -> List[Table]:
             share_rows,
         ),
         Table(
-            f"Best {trend.score} under thresholds ({who}; thresholds from the quartile table)",
-            ("edition", "criterion", "threshold", "n under", trend.score, "system"),
-            threshold_rows,
+            f"Best {score} under thresholds, {POPULATIONS[trend.population]}: Max is the P25 / median of "
+            f"the n ranked systems that have the metric; 'under' counts scored systems with a value <= Max",
+            ("edition", "metric", "n", "25% Max", "under", score, "system", "median Max", "under", score, "system",
+             "All: n", score, "system"),
+            threshold_rows_,
         ),
     ]
 
@@ -783,7 +871,23 @@ def summary_lines(trend: Trend) -> List[str]:
         + ", ".join(f"{count} {kind}" for kind, count in sorted(ensembles.items())),
         f"{len(collection.baselines)} baselines kept out of the statistics"
         + (f": {', '.join(f'{b.name} ({b.edition})' for b in collection.baselines)}" if collection.baselines else ""),
-        f"Method: {PERCENTILE_METHOD}; 'under' means strictly below the threshold.",
+    ]
+    if trend.factor_limit is not None:
+        limit = trend.factor_limit
+        left_out = Counter(s.edition for s in trend.unreliable)
+        per = ", ".join(f"{edition}: {per_edition[edition] - left_out[edition]} of {per_edition[edition]} kept"
+                        for edition in collection.editions())
+        lines.append(
+            f"Reliable baseline: normalisation factor (normalised / raw training energy) within "
+            f"[1/{limit:g}, {limit:g}]; {len(trend.unreliable)} systems left out ({per})"
+            + (f"; {trend.unchecked} without normalised energy kept unchecked" if trend.unchecked else "")
+        )
+        if trend.unreliable:
+            shown = ", ".join(f"{s.name} ({normalization_factor(s):.3g})" for s in trend.unreliable)
+            lines.append(f"  left out: {shown}")
+    lines += [
+        f"Method: {method_text(trend.method)}; the threshold table ranks {POPULATIONS[trend.population]} "
+        f"by {trend.score}, with thresholds from their own quartiles; 'under' means at most the threshold.",
         f"Rejected rows: {len(collection.rejected)}",
     ]
     by_reason = Counter(r.reason for r in collection.rejected)
@@ -797,10 +901,10 @@ def summary_lines(trend: Trend) -> List[str]:
             values = Counter(i.value for i in collection.issues if i.field == name)
             shown = ", ".join(f"{value} ×{n}" for value, n in values.most_common(4))
             lines.append(f"  {count:4d}  {name}: {shown}")
-    if ensembles.get("ensemble unstated") and not trend.all_systems:
+    if ensembles.get("ensemble unstated") and trend.population == "single":
         lines.append(
             f"Note: {ensembles['ensemble unstated']} systems do not say whether they are ensembles; "
-            "the threshold table leaves them out (set metadata.ensemble, or use --all-systems)."
+            "the threshold table leaves them out (set metadata.ensemble, or use --population all)."
         )
     no_share = sorted({s.edition for s in trend.shares} - {s.edition for s in trend.shares if s.n})
     if no_share:
@@ -847,7 +951,12 @@ def _csv_energy(value: Optional[float]) -> Optional[float]:
 
 def csv_records(trend: Trend) -> Iterator[Tuple[Any, ...]]:
     """The trend as long-format rows: table, edition, row, column, value (energies in kWh)."""
-    yield ("method", "", "percentile", "method", PERCENTILE_METHOD)
+    yield ("method", "", "quartiles", "method", method_text(trend.method))
+    yield ("method", "", "threshold table", "population", POPULATIONS[trend.population])
+    if trend.factor_limit is not None:
+        yield ("method", "", "reliable baseline", "factor limit", trend.factor_limit)
+        for system in trend.unreliable:
+            yield ("left_out", system.edition, system.name, "normalisation factor", normalization_factor(system))
     for row in trend.quartiles:
         convert = _csv_energy if row.metric.kind == "energy" else (lambda v: v)
         label = row.metric.label + (" (kWh)" if row.metric.kind == "energy" else "")
@@ -857,18 +966,19 @@ def csv_records(trend: Trend) -> Iterator[Tuple[Any, ...]]:
     for share in trend.shares:
         for column in ("n", "mean", "std", "minimum", "maximum"):
             yield ("gpu_share", share.edition, share.phase, column, getattr(share, column))
-    scope = "all_systems" if trend.all_systems else "single_systems"
+    table = f"thresholds_{trend.population}_systems"
     for edition, best in trend.best_overall.items():
-        yield (f"thresholds_{scope}", edition, "no threshold", trend.score, best.score if best else None)
-        yield (f"thresholds_{scope}", edition, "no threshold", "system", best.name if best else None)
-    for row in trend.thresholds:
-        label = f"{row.metric.label} < {row.level}"
+        yield (table, edition, "no threshold", trend.score, best.score if best else None)
+        yield (table, edition, "no threshold", "system", best.name if best else None)
+    for row in (r for r in trend.thresholds if r.level != "all"):
+        label = f"{row.metric.label} <= {row.level}"
         threshold = _csv_energy(row.threshold) if row.metric.kind == "energy" else row.threshold
         unit = " (kWh)" if row.metric.kind == "energy" else ""
-        yield (f"thresholds_{scope}", row.edition, label, "threshold" + unit, threshold)
-        yield (f"thresholds_{scope}", row.edition, label, "n_under", row.candidates)
-        yield (f"thresholds_{scope}", row.edition, label, trend.score, row.best.score if row.best else None)
-        yield (f"thresholds_{scope}", row.edition, label, "system", row.best.name if row.best else None)
+        yield (table, row.edition, label, "threshold" + unit, threshold)
+        yield (table, row.edition, label, "n", row.population)
+        yield (table, row.edition, label, "n_under", row.candidates)
+        yield (table, row.edition, label, trend.score, row.best.score if row.best else None)
+        yield (table, row.edition, label, "system", row.best.name if row.best else None)
     for reason, count in Counter(r.reason for r in trend.collection.rejected).most_common():
         yield ("rejected", "", reason, "count", count)
 
