@@ -309,3 +309,73 @@ def test_cli_trend_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "notes.txt: not a report" in capsys.readouterr().err
 
     assert main(["trend", str(tmp_path), "--format", "xml"]) == 2
+
+
+def test_thresholds_are_quartiles_of_the_ranked_population(reports: Path):
+    """Table VI's rule: Max is the P25 / median of the ranked systems themselves, and a system at Max counts."""
+    result = compute(collect([str(reports)]))
+    cells = {(r.metric.attribute, r.level): r for r in result.thresholds if r.edition == "2024"}
+    # single systems A-D: 1, 2, 4, 8M; all systems (the quartile table) would give P25 1.25M
+    p25 = cells[("params", "P25")]
+    assert (p25.threshold, p25.population, p25.candidates) == (pytest.approx(1.75e6), 4, 1)
+    assert cells[("params", "median")].threshold == pytest.approx(3e6)
+    assert cells[("params", "all")].threshold is None and cells[("params", "all")].best.name == "D"
+    # MACs 10, 20, 40, 80G over the same four
+    assert cells[("macs", "P25")].threshold == pytest.approx(17.5e9)
+
+    exclusive = compute(collect([str(reports)]), method="exclusive")
+    assert next(r for r in exclusive.thresholds if r.edition == "2024" and r.metric.attribute == "params"
+                and r.level == "P25").threshold == pytest.approx(1.25e6)  # positions (n+1)/4 = 1.25
+
+
+def test_a_system_at_the_threshold_is_under_it(tmp_path: Path):
+    for name, params, score in (("low", 1e6, 0.2), ("mid", 2e6, 0.5), ("high", 3e6, 0.9)):
+        write(tmp_path, f"{name}.json", make_report(name, params=params, train_kwh=1, score=score))
+    median = next(r for r in compute(collect([str(tmp_path)])).thresholds
+                  if r.metric.attribute == "params" and r.level == "median")
+    assert (median.threshold, median.candidates, median.best.name) == (pytest.approx(2e6), 2, "mid")
+
+
+def test_reliable_baseline_leaves_out_implausible_normalisation_factors(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]):
+    # normalised / raw training energy: 1.0, 2.5, 0.2; one system without normalised energy
+    for name, raw, normalized in (("same", 2, 2), ("slower", 2, 5), ("odd", 10, 2), ("raw", 3, None)):
+        write(tmp_path, f"{name}.json", make_report(name, params=1e6, train_kwh=raw, normalized_kwh=normalized,
+                                                    score=0.5))
+    result = compute(collect([str(tmp_path)]), factor_limit=3)
+    assert [s.name for s in result.unreliable] == ["odd"]
+    assert result.unchecked == 1
+    assert next(q for q in result.quartiles if q.metric.attribute == "params").n == 3
+
+    assert main(["trend", str(tmp_path), "--reliable-baseline", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "within [1/3, 3]; 1 systems left out (2024: 3 of 4 kept); 1 without normalised energy kept unchecked" in out
+    assert "left out: odd (0.2)" in out
+    assert main(["trend", str(tmp_path), "--reliable-baseline", "0.5"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_readme_among_the_inputs_is_skipped_with_a_note(reports: Path, capsys: pytest.CaptureFixture[str]):
+    readme = write(reports, "README.md", "# submissions\n")
+    assert main(["trend", str(readme), str(reports / "A.json"), str(reports / "B.json")]) == 0
+    out = capsys.readouterr().out
+    assert "2 usable systems from 2 files" in out
+    assert "Note: " + str(readme) + ": not a report (expected .json, .csv, .yaml or .yml), skipped" in out
+
+
+def test_any_recorded_score_ranks_the_systems(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """record_score("event_f1", ...) lands in tests[].scores; --score takes that name, and without
+    --score a report that records no psds1 is ranked by the score it records."""
+    for name, f1 in (("a", 0.61), ("b", 0.72)):
+        report = make_report(name, params=1e6, train_kwh=1)
+        report["tests"][1]["scores"] = {"event_f1": f1}
+        write(tmp_path, f"{name}.json", report)
+    assert main(["trend", str(tmp_path), "--score", "event_f1", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    best = {r["column"]: r["value"] for r in rows if r["row"] == "no threshold"}
+    assert best == {"event_f1": "0.72", "system": "b"}
+
+    assert main(["trend", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "no psds1 in the inputs: using event_f1, the score the reports record" in out
+    assert "Best event_f1 under thresholds" in out

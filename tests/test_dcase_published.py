@@ -247,3 +247,96 @@ def test_energy_cells_are_kwh():
     assert energy_kwh_to_j(1.39) == pytest.approx(1.39 * KWH)
     assert energy_kwh_to_j(17) == pytest.approx(17 * KWH)
     assert energy_kwh_to_j(None) is None
+
+
+# --- the organisers' tables (Douwes & Serizel, "Energy Consumption Trends in SED Systems") ----
+# The paper's own per-submission data is not public (see SOURCES.md), so these tests pin what
+# the 2023 results file gives, each value computed here a second way from the raw rows; the
+# paper's printed values could not be checked (see docs/organisers.md, "Reproducing the paper").
+
+
+def _table_vi(result) -> Dict[Tuple[str, str], Tuple]:
+    return {(r.metric.attribute, r.level): (r.threshold, r.population, r.candidates, r.best.name, r.best.score)
+            for r in result.thresholds}
+
+
+def _single_rows(rows_2023) -> List[dict]:
+    """Non-ensemble, non-baseline rows: no subsystem count (two rows spell it 'None'), as in the
+    organisers' own non-ensemble subset."""
+    return [row for row in rows_2023
+            if row["system_ensemble_method_subsystem_count"] in (None, "None") and not row.get("hline")]
+
+
+def test_2023_table_vi_single_systems(rows_2023):
+    from pytest_energy.report.trend import collect, compute
+
+    result = compute(collect([str(FOLDER / "submissions_task4a_entries.yaml")]))
+    table = _table_vi(result)
+    single = _single_rows(rows_2023)
+    assert len(single) == 37  # 39 rows of the non-ensemble file, less its two baselines
+
+    def by_hand(column: str, scale: float = 1.0) -> Tuple[float, float]:
+        # 37 values: the inclusive P25 and median fall on ranks 10 and 19 exactly ((n - 1) q)
+        ordered = sorted(row[column] * scale for row in single)
+        return ordered[9], ordered[18]
+
+    p25, median = by_hand("system_complexity_params")
+    assert table[("params", "P25")] == (p25, 37, 10, "Xiao_FMSG_task4a_4", 0.550) and p25 == 4_670_390
+    assert table[("params", "median")] == (median, 37, 21, "Kim_GIST-HanwhaVision_task4a_2", 0.590)
+    assert median == 6.6e6  # four systems have 6.6M parameters; all four count as under the median
+    p25, median = by_hand("macs")
+    assert table[("macs", "P25")] == (p25, 37, 12, "Xiao_FMSG_task4a_4", 0.550) and p25 == 911_727_000
+    assert table[("macs", "median")] == (median, 37, 19, "Xiao_FMSG_task4a_4", 0.550) and median == 3.497e9
+    p25, median = by_hand("energy_training_normalized", KWH)
+    assert table[("train_normalized_j", "P25")] == (p25, 37, 10, "Xiao_FMSG_task4a_4", 0.550)
+    assert table[("train_normalized_j", "median")] == (median, 37, 20, "Chen_CHT_task4_2", 0.561)
+    assert (p25 / KWH, median / KWH) == (pytest.approx(1.002), pytest.approx(3.347))
+    best = max(single, key=lambda row: parse_score(row["psds1_eval_full"]))
+    assert table[("params", "all")][3:] == (best["code"], 0.590) == ("Kim_GIST-HanwhaVision_task4a_2", 0.590)
+
+    # The organisers' non-ensemble file ranked as a whole gives the same table.
+    subset = compute(collect([str(FOLDER / "submissions_task4a_entries_nonensemble.yaml")]), population="all")
+    assert _table_vi(subset) == table
+
+
+def test_2023_tables_i_ii_quartiles_of_all_systems():
+    """Tables I-II: quartiles of energy and complexity over the 82 systems (numpy's linear method)."""
+    numpy = pytest.importorskip("numpy")
+    from pytest_energy.report.trend import collect, compute
+
+    collection = collect([str(FOLDER / "submissions_task4a_entries.yaml")])
+    result = compute(collection)
+    rows = {q.metric.attribute: q for q in result.quartiles}
+    for attribute in ("params", "macs", "train_j", "train_normalized_j", "test_j", "test_normalized_j"):
+        values = [getattr(s, attribute) for s in collection.systems]
+        assert rows[attribute].n == 82
+        assert [rows[attribute].p25, rows[attribute].median, rows[attribute].p75] == pytest.approx(
+            list(numpy.percentile(values, [25, 50, 75]))
+        )
+    assert [rows["train_normalized_j"].p25 / KWH, rows["train_normalized_j"].median / KWH] == pytest.approx(
+        [2.84, 7.395]
+    )
+
+
+def test_2023_reliable_baseline_rule_keeps_58_systems(rows_2023):
+    """The paper kept 60 systems with a reliable baseline; its list is not published. Our rule,
+    normalisation factor 0.032 kWh / energy_baseline within [1/3, 3], keeps 58 (27 single)."""
+    from pytest_energy.report.trend import collect, compute
+
+    result = compute(collect([str(FOLDER / "submissions_task4a_entries.yaml")]), factor_limit=3)
+    teams = sorted({s.name.rsplit("_", 1)[0] for s in result.unreliable})
+    assert teams == ["Chen_CHT_task4", "Li_USTC_task4a", "Liu_NSYSU_task4", "Liu_SRCN_task4a"]
+    by_hand = [row["code"] for row in rows_2023
+               if not row.get("hline") and not 1 / 3 <= 0.032 / row["energy_baseline"] <= 3]
+    assert sorted(s.name for s in result.unreliable) == sorted(by_hand) and len(by_hand) == 24
+    assert 82 - len(result.unreliable) == 58
+    table = _table_vi(result)
+    assert {key: value[2:] for key, value in table.items() if key[1] != "all"} == {
+        ("params", "P25"): (7, "Xiao_FMSG_task4a_4", 0.550),
+        ("params", "median"): (16, "Kim_GIST-HanwhaVision_task4a_2", 0.590),
+        ("macs", "P25"): (8, "Xiao_FMSG_task4a_4", 0.550),
+        ("macs", "median"): (15, "Xiao_FMSG_task4a_4", 0.550),
+        ("train_normalized_j", "P25"): (7, "Xiao_FMSG_task4a_4", 0.550),
+        ("train_normalized_j", "median"): (14, "Kim_GIST-HanwhaVision_task4a_2", 0.590),
+    }
+    assert table[("params", "all")][1] == 27
