@@ -1,4 +1,4 @@
-"""`pytest-energy plot`: a PNG of score against normalised training energy."""
+"""`pytest-energy plot`: PNGs of score against normalised training energy and of EW score against score."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 import pytest
 
 from pytest_energy.cli import main
+from suites import BURN
 
 KWH = 3.6e6
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -74,3 +75,86 @@ def test_plot_bad_inputs(reports: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "--baseline 'Nobody'" in capsys.readouterr().err
     assert main(["plot", str(reports), "-o", str(tmp_path / "no" / "dir.png")]) == 2
     assert main(["plot", str(reports)]) == 2  # -o is required
+
+
+PARTICIPANT_SUITE = BURN + """
+
+@pytest.mark.energy_baseline
+def test_reference_workload():
+    burn(0.2)
+
+
+@pytest.mark.energy(phase="train", system="crnn")
+def test_train():
+    burn(0.2)
+
+
+@pytest.mark.energy(phase="test", system="crnn")
+def test_inference(energy):
+    burn(0.1)
+    energy.record_score("event_f1", 0.7)
+"""
+
+# As examples/dcase_sed/pyproject.toml: the challenge's reference values and the system's metadata.
+PARTICIPANT_CONFIG = """
+[tool.pytest-energy]
+reference-energy = "10 J"
+baseline-train-energy = "20 J"
+baseline-test-energy = "5 J"
+baseline-scores = { event_f1 = 0.6 }
+
+[tool.pytest-energy.metadata]
+system = "crnn"
+year = 2026
+ensemble = false
+"""
+
+
+@pytest.fixture
+def participant_report(run_energy, pytester: pytest.Pytester) -> Path:
+    """A report written by the plugin for one participant's system, scored with event F1."""
+    pytester.makepyprojecttoml(PARTICIPANT_CONFIG)
+    pytester.makepyfile(test_system=PARTICIPANT_SUITE)
+    run = run_energy()
+    assert run.result.ret == 0
+    assert run.entry("test_inference")["scores"] == {"event_f1": 0.7}
+    return Path(pytester.path, "energy.json")
+
+
+@pytest.mark.parametrize("kind", ["energy-score", "ew"])
+def test_plot_of_one_participant_report(participant_report: Path, tmp_path: Path, kind: str,
+                                        capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("matplotlib")
+    output = tmp_path / f"{kind}.png"
+    assert main(["plot", str(participant_report), "-o", str(output), "--kind", kind]) == 0
+    data = output.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    err = capsys.readouterr().err
+    assert "no psds1 in the inputs: using event_f1" in err
+    assert "no quadrant lines" not in err  # the configured baseline (20 J, event_f1 0.6) draws them
+
+
+def test_plot_ew_kind(reports: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("matplotlib")
+    output = tmp_path / "ew.png"
+    assert main(["plot", str(reports), "-o", str(output), "--kind", "ew"]) == 0
+    assert output.read_bytes().startswith(PNG_MAGIC) and output.stat().st_size > 10_000
+
+    no_baseline = tmp_path / "no_baseline"
+    no_baseline.mkdir()
+    (no_baseline / "Cheap.json").write_text(json.dumps(report("Cheap", 2024, False, 0.7, 0.40)))
+    assert main(["plot", str(no_baseline), "-o", str(tmp_path / "x.png"), "--kind", "ew"]) == 2
+    assert "the ew plot weighs scores by a baseline's energy" in capsys.readouterr().err
+    assert main(["plot", str(no_baseline), "-o", str(tmp_path / "x.png"), "--kind", "ew",
+                 "--baseline", "Cheap"]) == 0
+
+
+def test_plot_ew_position_is_score_times_baseline_over_system_energy():
+    from pytest_energy.report.plot import _ew
+    from pytest_energy.report.trend import System
+
+    baseline = System("B", "2023", "b", False, baseline=True, train_j=KWH, train_normalized_j=1.39 * KWH, score=0.326)
+    system = System("S", "2023", "s", False, train_j=KWH, train_normalized_j=0.695 * KWH, score=0.5)
+    assert _ew(system, baseline, "normalized") == pytest.approx(1.0)  # 0.5 x 1.39 / 0.695
+    assert _ew(baseline, baseline, "normalized") == pytest.approx(0.326)
+    assert _ew(system, baseline, "raw") == pytest.approx(0.5)

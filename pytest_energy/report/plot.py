@@ -166,8 +166,8 @@ def plot_trend(
     if kind == "ew":
         axes.set_yscale("log")
         axes.set_xlabel(f"{score} (better →)")
-        axes.set_ylabel(f"EW {score} = {score} × E_baseline / E, {kind_of_energy} (log scale, better ↑)")
-        axes.set_title(f"Energy-weighted {score} against {score}")
+        axes.set_ylabel(f"EW {score} = {score} × E_baseline / E (log scale, better ↑)")
+        axes.set_title(f"Energy-weighted {score} ({kind_of_energy}) against {score}")
         quadrant = "better than {name} ({edition})\non both {score} and EW {score}"
     else:
         axes.set_xscale("log")
@@ -193,6 +193,6 @@ def plot_trend(
         notes.append("no baseline among the inputs: no quadrant lines (name one with --baseline)")
 
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(loc="lower left" if kind == "ew" else "best", fontsize=8, framealpha=0.9)
+    axes.legend(loc="best", fontsize=8, framealpha=0.9)
     figure.savefig(output, dpi=150)
     return notes
