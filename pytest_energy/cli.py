@@ -3,8 +3,8 @@
 ``submission`` prints the energy and complexity block of a DCASE task 4 system
 meta-information file from one JSON report; ``trend`` prints the organisers' tables
 over many reports, CSV rows and DCASE results-page YAML files; ``plot`` draws score
-against normalised training energy, or score against energy-weighted score. Exit status: 0 done, 2 bad usage or unreadable
-input (one line on stderr, no traceback).
+against normalised training energy, or energy-weighted score against score. Exit
+status: 0 done, 2 bad usage or unreadable input (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from pytest_energy import __version__
+from pytest_energy.report.plot import KINDS
 from pytest_energy.report.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
 
 USAGE_ERROR = 2
@@ -59,8 +60,8 @@ def _trend(args: argparse.Namespace) -> int:
     collection, score = _collect(args)
     if not collection.systems:
         reasons = "; ".join(sorted({r.reason for r in collection.rejected})) or "no rows"
-        skipped = "".join(f"; {note}" for note in collection.notes if note.endswith("skipped"))
-        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons}{skipped})")
+        notes = "".join(f"; {note}" for note in collection.notes)  # e.g. the inputs skipped as not reports
+        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons}{notes})")
     trend = compute(
         collection, population=args.population, score=score, method=args.quartiles,
         factor_limit=args.reliable_baseline,
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inputs(plot)
     plot.add_argument("-o", "--output", required=True, help="PNG file to write")
     plot.add_argument(
-        "--kind", choices=("energy-score", "ew"), default="energy-score",
+        "--kind", choices=KINDS, default="energy-score",
         help="energy-score: score against training energy (the paper's Fig. 1); "
         "ew: energy-weighted score against score, with the baseline's quadrants (Fig. 2)",
     )

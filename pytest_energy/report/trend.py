@@ -592,7 +592,8 @@ def quartile_values(values: Sequence[float], method: str = "inclusive") -> Tuple
     if method not in QUANTILE_METHODS:
         raise ValueError(f"unknown quartile method {method!r}; expected one of {', '.join(QUANTILE_METHODS)}")
     if len(values) == 1:
-        return (float(values[0]),) * 3  # type: ignore[return-value]
+        only = float(values[0])
+        return only, only, only
     p25, median, p75 = statistics.quantiles(values, n=4, method=method)
     return p25, median, p75
 
