@@ -331,7 +331,13 @@ def run_pytest(arguments: Sequence[str], cwd: Path, timeout: float) -> Tuple[sub
     environment["CODECARBON_LOG_LEVEL"] = "error"
     command = [sys.executable, "-m", "pytest", *arguments]
     start = time.perf_counter()
-    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+    try:
+        completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part
+                         for part in (exc.output, exc.stderr) if part)
+        last = "\n".join(output.strip().splitlines()[-15:])
+        raise RuntimeError(f"pytest {' '.join(arguments)} timed out after {timeout:.0f} s; its last output:\n{last}") from None
     return completed, time.perf_counter() - start
 
 
@@ -789,9 +795,10 @@ def table(results: Sequence[StepResult]) -> str:
 
 def parse_options(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="validation.json", help="where to write the JSON (default ./validation.json)")
-    parser.add_argument("--steps", default="1,2,3,4,5,6,7", help="the steps to run, by number (others are recorded as skipped)")
-    parser.add_argument("--budget", type=float, default=290.0, help="seconds for the whole run; later steps are shortened or skipped")
+    parser.add_argument("--output", default="validation.json", help="the JSON to write (default ./validation.json)")
+    parser.add_argument("--steps", default="1,2,3,4,5,6,7", help="the steps to run, by number (others: skipped)")
+    parser.add_argument("--budget", type=float, default=290.0,
+                        help="seconds for the whole run; later steps are shortened or skipped")
     parser.add_argument("--load-seconds", type=float, default=30.0, help="step 2: seconds of steady load")
     parser.add_argument("--fallback-seconds", type=float, default=15.0, help="step 3: seconds of steady load")
     parser.add_argument("--burst-seconds", type=float, default=20.0, help="step 3: seconds of bursty load")

@@ -177,3 +177,8 @@ def test_the_polling_fallback_is_forced_by_hiding_the_counter(validate_gpu: Modu
     assert validate_gpu.gpu_reading(sampled, 0)[1] == "nvml-power-sampling"
     assert sys.modules["pynvml"].nvmlDeviceGetTotalEnergyConsumption  # the real module is back in place
     assert not isinstance(sys.modules["pynvml"], validate_gpu._CounterHidden)
+
+
+def test_a_pytest_run_past_its_time_is_an_error_with_its_output(validate_gpu: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"pytest --version timed out after 0 s"):
+        validate_gpu.run_pytest(["--version"], tmp_path, timeout=0.001)
