@@ -135,8 +135,9 @@ class MatmulLoad:
         self.torch, self.device = torch, device
         self.size = size or (CUDA_MATMUL_SIZE if device == "cuda" else CPU_MATMUL_SIZE)
         dtype = torch.float16 if device == "cuda" else torch.float32
-        generator = torch.Generator().manual_seed(0)
-        self.a, self.b = (torch.randn(self.size, self.size, generator=generator).to(device, dtype) for _ in range(2))
+        generator = torch.Generator(device).manual_seed(0)
+        self.a, self.b = (torch.randn(self.size, self.size, generator=generator, device=device, dtype=dtype)
+                          for _ in range(2))
         self.out = torch.empty_like(self.a)
         self.iterations = 0
         self.busy_s = 0.0
@@ -179,6 +180,7 @@ class PowerIntegrator:
         self._pynvml, self._handle, self._period = pynvml, handle, 1.0 / hz
         self._samples: List[Tuple[float, float]] = []
         self.joules = 0.0
+        self.error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="validate-gpu-power", daemon=True)
 
@@ -195,7 +197,11 @@ class PowerIntegrator:
             tick += self._period
             if self._stop.wait(max(0.0, tick - time.perf_counter())):
                 return
-            self._sample()
+            try:
+                self._sample()
+            except Exception as exc:  # kept for the report: the integral then covers the samples before it
+                self.error = f"{type(exc).__name__}: {exc}"
+                return
 
     def start(self) -> "PowerIntegrator":
         self._sample()
@@ -205,7 +211,8 @@ class PowerIntegrator:
     def stop(self) -> Dict[str, Any]:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        if not self.error:
+            self._sample()
         span = self._samples[-1][0] - self._samples[0][0]
         watts = [w for _, w in self._samples]
         return {
@@ -215,6 +222,7 @@ class PowerIntegrator:
             "mean_w": self.joules / span if span else None,
             "min_w": min(watts),
             "max_w": max(watts),
+            "error": self.error or None,
         }
 
 
@@ -448,6 +456,7 @@ def step_three_ways(context: Context, result: StepResult) -> None:
     context.load_power_w = figures["counter_mean_w"]
     result.checks["window measured by nvml-counter"] = method == "nvml-counter"
     result.checks[f"power sampled at >= 20 Hz ({options.integral_hz:g} Hz asked)"] = (integral["rate_hz"] or 0) >= 20
+    result.checks["power sampling never failed"] = integral["error"] is None
     result.summary = (
         f"{measurement.duration_s:.1f} s on {load.device}: counter {_fmt(counter_j, '.1f')} J "
         f"({_fmt(figures['counter_mean_w'], '.0f')} W); integral/counter {_fmt(figures['integral_over_counter'])} "

@@ -182,3 +182,27 @@ def test_the_polling_fallback_is_forced_by_hiding_the_counter(validate_gpu: Modu
 def test_a_pytest_run_past_its_time_is_an_error_with_its_output(validate_gpu: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"pytest --version timed out after 0 s"):
         validate_gpu.run_pytest(["--version"], tmp_path, timeout=0.001)
+
+
+def test_the_power_integral_is_power_times_time_at_constant_power(validate_gpu: ModuleType,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, [FakeGpu(power_w=150.0)])
+    fake_pynvml.nvmlInit()
+    integrator = validate_gpu.PowerIntegrator(fake_pynvml, fake_pynvml.nvmlDeviceGetHandleByIndex(0), hz=50.0).start()
+    time.sleep(0.2)
+    figures = integrator.stop()
+    span_s = (figures["samples"] - 1) / figures["rate_hz"]
+    assert figures["samples"] >= 3 and figures["error"] is None
+    assert figures["energy_j"] == pytest.approx(150.0 * span_s)
+    assert figures["min_w"] == figures["max_w"] == 150.0
+
+
+def test_a_gpu_lost_while_sampling_power_is_reported(validate_gpu: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, [FakeGpu(power_w=100.0, fail_after_calls=3)])
+    fake_pynvml.nvmlInit()
+    handle = fake_pynvml.nvmlDeviceGetHandleByIndex(0)
+    integrator = validate_gpu.PowerIntegrator(fake_pynvml, handle, hz=100.0).start()
+    time.sleep(0.2)
+    figures = integrator.stop()
+    assert figures["error"] == "NVMLError_GpuIsLost: GPU is lost"
+    assert figures["samples"] == 3 and figures["energy_j"] > 0
