@@ -272,6 +272,11 @@ def nvml_meter(sampling_hz: float) -> Meter:
     return meter
 
 
+def require_nvml() -> None:
+    """Skip, with the reason, where the plugin's nvml meter cannot measure (for the steps that run pytest)."""
+    nvml_meter(10.0).close()
+
+
 class _CounterHidden(types.ModuleType):
     """``pynvml`` as on a GPU without an energy counter: the counter raises ``NVMLError_NotSupported``."""
 
@@ -421,10 +426,10 @@ def _counter_steps(pynvml: Any, handle: Any, first: int, seconds: float, most: i
 def step_three_ways(context: Context, result: StepResult) -> None:
     """One run of the load, measured by the plugin's counter window, a power integral and CodeCarbon."""
     options = context.options
-    load = context.load()
     figures = result.figures
-    figures["load"] = load.describe()
     with nvml_gpu() as (pynvml, index, handle):
+        load = context.load()
+        figures["load"] = load.describe()
         meter = nvml_meter(options.sampling_hz)
         tracker, codecarbon_note = _codecarbon_tracker()
         try:
@@ -495,10 +500,10 @@ def _codecarbon_gpu_j(tracker: Any) -> Tuple[Optional[float], str]:
 def step_sampling_fallback(context: Context, result: StepResult) -> None:
     """The plugin's nvml source without the counter (power sampling) against the counter, steady and bursty."""
     options = context.options
-    load = context.load()
     figures = result.figures
-    figures.update(load=load.describe(), sampling_hz=options.sampling_hz)
     with nvml_gpu() as (_, index, _handle):
+        load = context.load()
+        figures.update(load=load.describe(), sampling_hz=options.sampling_hz)
         counter = nvml_meter(options.sampling_hz)
         try:
             sampling = sampling_meter(options.sampling_hz)
@@ -562,6 +567,7 @@ CAP_TEST = textwrap.dedent(
 def step_live_cap(context: Context, result: StepResult) -> None:
     """A pytest run whose test would spend far past a cap set to be crossed after ``--cap-after`` s."""
     options = context.options
+    require_nvml()
     power = context.load_power_w or _calibrate_power(context)
     cap_j = power * options.cap_after
     run_for = 3 * options.cap_after + 5
@@ -627,6 +633,7 @@ def step_overhead(context: Context, result: StepResult) -> None:
     """Trivial tests, all marked, with the counter meter, against the same count with ``-p no:energy``."""
     options = context.options
     tests = options.overhead_tests
+    require_nvml()
     variants = {
         "no_plugin": ("plain", ["-p", "no:energy"], ""),
         "nvml": ("marked", [*plugin_options(), "--energy-meter=nvml"], "nvml-counter"),
@@ -699,6 +706,7 @@ def step_macs_on_cuda(context: Context, result: StepResult) -> None:
 def step_example(context: Context, result: StepResult) -> None:
     """``pytest <example> --energy-meter=nvml``: exit code, wall time and the JSON report's figures."""
     example = Path(context.options.example).resolve()
+    require_nvml()
     with tempfile.TemporaryDirectory(prefix="validate-gpu-example-") as name:
         report_path = Path(name) / "energy.json"
         arguments = [*plugin_options(), str(example), "--energy-meter=nvml", f"--energy-json={report_path}"]

@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from fakes import fake_pynvml
-from fakes.fake_pynvml import FakeGpu, install
+from fakes.fake_pynvml import FakeGpu, install, install_no_driver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "benchmarks" / "validate_gpu.py"
@@ -206,3 +206,17 @@ def test_a_gpu_lost_while_sampling_power_is_reported(validate_gpu: ModuleType, m
     figures = integrator.stop()
     assert figures["error"] == "NVMLError_GpuIsLost: GPU is lost"
     assert figures["samples"] == 3 and figures["energy_j"] > 0
+
+
+def test_without_nvml_the_nvml_steps_are_skipped_with_the_reason(
+    validate_gpu: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_no_driver(monkeypatch)
+    output = tmp_path / "validation.json"
+
+    assert validate_gpu.main(["--output", str(output), "--steps", "1,2,3,4,5,7"]) == 0
+
+    steps = json.loads(output.read_text())["steps"]
+    for name in ("nvml_facts", "three_ways", "sampling_fallback", "live_cap", "overhead", "example"):
+        assert steps[name]["status"] == "skipped"
+        assert steps[name]["reason"].startswith("no NVML: ") and "NVML Shared Library Not Found" in steps[name]["reason"]
