@@ -5,7 +5,9 @@ returns the subclass for that code (``NVMLError_NotSupported`` ...), the same
 ``NVML_ERROR_*`` values and messages, reference-counted ``nvmlInit`` /
 ``nvmlShutdown``, and ``Uninitialized`` for calls made before init. GPUs are
 ``FakeGpu`` objects whose energy counter advances with ``time.monotonic()`` at
-their power, so a 0.3 s window on a 200 W GPU reads about 60 J.
+their power, so a 0.3 s window on a 200 W GPU reads about 60 J; given
+``counter_update_period_s``, the counter moves in steps of that period, as the
+driver refreshes it (about every 100 ms on real GPUs).
 
 ``install(monkeypatch, devices)`` puts this module in ``sys.modules["pynvml"]``
 (so everything in the process, pytester's in-process runs included, sees it);
@@ -127,6 +129,9 @@ Power = Union[float, Callable[[float], float]]
 class FakeGpu:
     """One fake GPU. ``power_w`` is watts, or a function of seconds since install.
 
+    ``counter_update_period_s`` > 0 makes the energy counter advance in steps, at the
+    multiples of that period since install; 0 (the default) makes it continuous.
+
     Faults: after ``fail_at_s`` seconds or ``fail_after_calls`` calls on its handle,
     every call on it raises ``NVMLError(fail_error)`` (a lost GPU stays lost).
     """
@@ -135,6 +140,7 @@ class FakeGpu:
     uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
     power_w: Power = 200.0
     has_energy_counter: bool = True
+    counter_update_period_s: float = 0.0
     fail_at_s: Optional[float] = None
     fail_after_calls: Optional[int] = None
     fail_error: int = NVML_ERROR_GPU_IS_LOST
@@ -203,6 +209,9 @@ class FakeNvml:
 
     def _advanced(self, device: FakeGpu) -> FakeGpu:
         now = self.elapsed_s()
+        period = device.counter_update_period_s
+        if period > 0:  # the driver last refreshed the counter at the latest multiple of its period
+            now = max(device.counted_until_s, math.floor(now / period) * period)
         device.counter_mj += device.energy_j(device.counted_until_s, now) * 1000.0
         device.counted_until_s = now
         return device
