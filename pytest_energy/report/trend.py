@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from pytest_energy.account.dcase_data import parse_count, parse_score
+from pytest_energy.report.escape import csv_cell, md_text, printable
 from pytest_energy.units import JOULES_PER_UNIT, format_count, format_energy
 
 REPORT_SCHEMA = "pytest-energy/1"
@@ -813,28 +814,26 @@ def summary_lines(trend: Trend) -> List[str]:
 
 
 def render_text(trend: Trend) -> str:
-    out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(summary_lines(trend))]
+    lines = [printable(line) for line in summary_lines(trend)]
+    out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(lines)]
     for table in tables(trend):
-        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *table.rows)]
+        rows = [tuple(printable(cell) for cell in row) for row in table.rows]
+        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *rows)]
         out += ["", table.title]
-        for cells in [table.headers] + table.rows:
+        for cells in [table.headers] + rows:
             out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
     return "\n".join(out) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def render_markdown(trend: Trend) -> str:
     out = ["## pytest-energy trend", ""]
     for line in summary_lines(trend):
-        out.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
+        out.append(f"  - {md_text(line.strip())}" if line.startswith("  ") else f"- {md_text(line)}")
     for table in tables(trend):
-        out += ["", f"### {table.title}", ""]
-        out.append("| " + " | ".join(table.headers) + " |")
+        out += ["", f"### {md_text(table.title)}", ""]
+        out.append("| " + " | ".join(md_text(header) for header in table.headers) + " |")
         out.append("|" + "|".join("---" for _ in table.headers) + "|")
-        out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in table.rows]
+        out += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in table.rows]
     return "\n".join(out) + "\n"
 
 
@@ -878,7 +877,7 @@ def render_csv(trend: Trend) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for record in csv_records(trend):
-        writer.writerow(["" if value is None else value for value in record])
+        writer.writerow([csv_cell(value) for value in record])
     return buffer.getvalue()
 
 
