@@ -12,16 +12,34 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from pytest_energy import __version__
-from pytest_energy.report.trend import SCORE_NAMES, InputError
+from pytest_energy.report.escape import printable
+from pytest_energy.report.trend import SCORE_NAMES, Collection, InputError
 
 USAGE_ERROR = 2
 
 
 class CliError(Exception):
     """A problem the user can fix; the message is printed as one line."""
+
+
+def _no_usable_systems(collection: Collection) -> CliError:
+    """The error for inputs that gave no system: each reason once, with the first file or row it rejected."""
+    examples: Dict[str, str] = {}
+    for rejection in collection.rejected:
+        name = Path(rejection.source).name
+        examples.setdefault(rejection.reason, name if rejection.row == name else f"{name} {rejection.row}")
+    reasons = [f"{where}: {reason}" for reason, where in examples.items()]
+    shown = "; ".join(reasons[:3]) + (f"; {len(reasons) - 3} more reasons" if len(reasons) > 3 else "")
+    return CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {shown or 'no rows'})")
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """``text`` without line breaks or control characters (file names and values come from the inputs)."""
+    flat = printable(text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _submission(args: argparse.Namespace) -> int:
@@ -39,8 +57,7 @@ def _trend(args: argparse.Namespace) -> int:
 
     collection = collect(args.inputs, year=args.year, score=args.score)
     if not collection.systems:
-        reasons = "; ".join(sorted({r.reason for r in collection.rejected})) or "no rows"
-        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons})")
+        raise _no_usable_systems(collection)
     trend = compute(collection, all_systems=args.all_systems, score=args.score)
     sys.stdout.write(RENDERERS[args.format](trend))
     return 0
@@ -51,6 +68,8 @@ def _plot(args: argparse.Namespace) -> int:
     from pytest_energy.report.trend import collect
 
     collection = collect(args.inputs, year=args.year, score=args.score)
+    if not collection.systems and not collection.baselines:
+        raise _no_usable_systems(collection)
     try:
         notes = plot_trend(
             collection, Path(args.output), score=args.score, energy=args.energy, baseline=args.baseline
@@ -117,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.run(args))
     except (CliError, InputError) as error:
-        print(f"pytest-energy {args.command}: error: {error}", file=sys.stderr)
+        print(f"pytest-energy {args.command}: error: {_one_line(str(error))}", file=sys.stderr)
         return USAGE_ERROR
 
 

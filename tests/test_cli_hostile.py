@@ -1,7 +1,9 @@
 """`pytest-energy trend | plot | submission` and the GitHub job summary on hostile inputs.
 
-Text from the inputs is escaped for the format it lands in (CSV formulas, Markdown
-tables and raw HTML, terminal control characters, YAML comments in the submission block).
+Every reader failure ends in exit 2 with one line on stderr naming the file; the work
+is bounded (no alias expansion, a size limit); text from the inputs is escaped for the
+format it lands in (CSV formulas, Markdown tables and raw HTML, terminal control
+characters, YAML comments in the submission block).
 """
 
 from __future__ import annotations
@@ -11,13 +13,29 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
 from pytest_energy.cli import main
+from pytest_energy.report import trend
 from pytest_energy.report.escape import csv_cell
 
+# Nine levels of nine aliases: about 387 million strings once expanded, in a few hundred bytes.
+BILLION_LAUGHS = """\
+- a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+  code: *i
+  anchor: *i
+  energy_training: *i
+"""
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 HOSTILE_NAME = "<img src=x onerror=alert(1)>|evil\nline [link](javascript:alert(1)) a\\|b"
 
@@ -40,6 +58,163 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, s
     status = main(list(argv))
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *expected: str) -> None:
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+
+
+COMMANDS: List[Callable[[Path], List[str]]] = [
+    lambda path: ["trend", str(path)],
+    lambda path: ["plot", str(path), "-o", str(path.with_suffix(".png"))],
+]
+
+
+# -- bounded work ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=["trend", "plot"])
+def test_billion_laughs_yaml_is_refused_without_expanding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: Callable[[Path], List[str]]
+):
+    """Reading a row used to walk every expanded alias: minutes of CPU for 500 bytes."""
+    pytest.importorskip("yaml")
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS, encoding="utf-8")
+    status, out, err = run_cli(capsys, *command(path))
+    assert_one_line_error(status, err, "laughs.yaml: YAML aliases")
+    assert out == ""
+
+
+def test_recursive_yaml_alias_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("yaml")
+    path = tmp_path / "loop.yaml"
+    path.write_text("- &row {code: x, anchor: DCASE2024_x, energy_training: 1, self: *row}\n", encoding="utf-8")
+    status, _, err = run_cli(capsys, "trend", str(path))
+    assert_one_line_error(status, err, "loop.yaml: YAML aliases")
+
+
+def test_yaml_values_python_cannot_build_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """An impossible date and an integer over Python's 4300-digit limit raised ValueError through yaml."""
+    pytest.importorskip("yaml")
+    (tmp_path / "date.yaml").write_text("- code: x\n  anchor: 2023-02-30\n", encoding="utf-8")
+    (tmp_path / "digits.yaml").write_text("- code: x\n  energy_training: " + "1" * 5000 + "\n", encoding="utf-8")
+    status, _, err = run_cli(capsys, "trend", str(tmp_path / "date.yaml"))
+    assert_one_line_error(status, err, "date.yaml: not valid YAML (day is out of range for month)")
+    status, _, err = run_cli(capsys, "trend", str(tmp_path / "digits.yaml"))
+    assert_one_line_error(status, err, "digits.yaml: not valid YAML")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("big.json", json.dumps(report())),
+    ("big.csv", "system,year,energy_training_kwh\nA,2024,1\n"),
+    ("big.yaml", "- code: A\n  anchor: DCASE2024_A\n  energy_training: 1\n"),
+])
+def test_input_over_the_size_limit_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str, content: str
+):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert main(["trend", str(path)]) == 0  # readable under the limit
+    capsys.readouterr()
+    monkeypatch.setattr(trend, "MAX_INPUT_BYTES", len(content) - 1)
+    status, _, err = run_cli(capsys, "trend", str(path))
+    assert_one_line_error(status, err, f"{name}: larger than")
+
+
+def test_submission_over_the_size_limit_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "energy.json"
+    path.write_text(json.dumps(report()), encoding="utf-8")
+    monkeypatch.setattr(trend, "MAX_INPUT_BYTES", 100)
+    status, out, err = run_cli(capsys, "submission", str(path))
+    assert_one_line_error(status, err, "energy.json: larger than")
+    assert out == ""
+
+
+# -- numbers and nesting -----------------------------------------------------------------------------
+
+
+HOSTILE_JSON = [
+    pytest.param('{"a": ' * 100_000 + "1" + "}" * 100_000, "JSON nested too deeply", id="deep-object"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "JSON nested too deeply", id="deep-array"),
+    pytest.param(json.dumps(report()).replace("3600000.0", "1e999"), "tests[0].energy_j: not a finite number",
+                 id="1e999"),
+    pytest.param(json.dumps(report()).replace("3600000.0", "1" + "0" * 400), "tests[0].energy_j: not a finite",
+                 id="int-10**400"),
+    pytest.param(json.dumps(report()).replace("3600000.0", "1" * 5000), "tests[0].energy_j: not a finite",
+                 id="int-5000-digits"),
+    pytest.param(json.dumps(report()).replace("0.5", "NaN"), "tests[1].scores.psds1: not a finite number (NaN)",
+                 id="NaN"),
+    pytest.param(json.dumps(report(params_note=[-1e400])), "metadata.params_note[0]: not a finite", id="-inf"),
+]
+
+
+@pytest.mark.parametrize("command", ["trend", "submission"])
+@pytest.mark.parametrize("content, message", HOSTILE_JSON)
+def test_hostile_json_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str, message: str
+):
+    path = tmp_path / "energy.json"
+    path.write_text(content, encoding="utf-8")
+    status, out, err = run_cli(capsys, command, str(path))
+    assert_one_line_error(status, err, f"energy.json: {message}")
+    assert out == ""
+
+
+def test_hostile_json_beside_good_reports_is_rejected_and_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    for index in range(3):
+        (tmp_path / f"good{index}.json").write_text(json.dumps(report(f"G{index}")), encoding="utf-8")
+    (tmp_path / "nan.json").write_text(json.dumps(report("N")).replace("0.5", "NaN"), encoding="utf-8")
+    status, out, _ = run_cli(capsys, "trend", str(tmp_path))
+    assert status == 0
+    assert "3 usable systems from 4 files" in out
+    assert "tests[1].scores.psds1: not a finite number (NaN) (e.g. nan.json)" in out
+
+
+def test_out_of_range_cells_are_unreadable_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """CSV and YAML cells: 1e999, a float-overflowing integer, .inf, kWh overflowing once in joules."""
+    pytest.importorskip("yaml")
+    (tmp_path / "subs.csv").write_text(
+        "system,year,ensemble,params,macs,energy_training_kwh,energy_test_kwh,psds1\n"
+        f"A,2024,1,1e999,{'9' * 400},1e305,1.0,0.5\n"
+        "B,2024,1,10,10,1.0,1.0,0.4\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "results.yaml").write_text(
+        f"- code: C\n  anchor: DCASE2023_C\n  energy_training: 1.0\n  macs: .inf\n"
+        f"  system_complexity_params: {'9' * 400}\n  psds1_eval_full: .nan\n",
+        encoding="utf-8",
+    )
+    collection = trend.collect([str(tmp_path)])
+    assert sorted(s.name for s in collection.systems) == ["B", "C"]
+    assert [(r.row, r.reason) for r in collection.rejected] == [("line 2", "training energy unreadable")]
+    issues = {(issue.row, issue.field) for issue in collection.issues}
+    assert {("C", "macs"), ("C", "params"), ("C", "score")} <= issues
+    assert all(len(issue.value) <= 60 for issue in collection.issues)
+    status, out, err = run_cli(capsys, "trend", str(tmp_path))
+    assert status == 0 and "Traceback" not in err
+
+
+def test_csv_field_over_the_csv_module_limit_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "subs.csv"
+    path.write_text("system,year,energy_training_kwh\nA,2024,1\nB,2024," + "1" * 200_000 + "\n", encoding="utf-8")
+    collection = trend.collect([str(path)])
+    assert [s.name for s in collection.systems] == ["A"]
+    assert collection.rejected[0].reason.startswith("not valid CSV (field larger than field limit")
+
+
+def test_error_naming_a_hostile_file_name_stays_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "bad\nname\x1b[31m.json"
+    path.write_text("[1, 2", encoding="utf-8")
+    status, _, err = run_cli(capsys, "submission", str(path))
+    assert_one_line_error(status, err, "bad\\nname\\x1b[31m.json: not valid JSON")
+    status, _, err = run_cli(capsys, "trend", str(path))
+    assert_one_line_error(status, err, "bad\\nname\\x1b[31m.json: not valid JSON")
 
 
 # -- escaping per format ---------------------------------------------------------------------------

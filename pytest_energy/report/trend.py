@@ -42,6 +42,12 @@ YAML_SCORE_KEYS = {
 }
 UNSTATED = object()  # a source that has no ensemble field at all
 REPORT_SUFFIXES = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
+# Inputs are read whole; a larger file is refused (DCASE results files are about 1.4 MB,
+# a report of 5000 tests a few MB).
+MAX_INPUT_BYTES = 64 * 2**20
+# JSON integers of more digits are read as floats (infinity past a float's range, then
+# refused like 1e999): Python refuses to convert ints over 4300 digits, and no field needs 300.
+MAX_INT_DIGITS = 300
 
 
 class InputError(Exception):
@@ -153,7 +159,7 @@ def parse_number(value: Any) -> Optional[float]:
         raise ValueError(value)
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(value) from None
     if not math.isfinite(number) or number < 0:
         raise ValueError(value)
@@ -198,6 +204,8 @@ def parse_edition(value: Any) -> Optional[str]:
     """An edition label: the year in ``2023``, ``"dcase2023"`` or ``"DCASE2023_Turpault"``, else the text."""
     if _blank(value) or isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (int, float)):
         return str(int(value))
     text = str(value).strip()
@@ -209,19 +217,62 @@ def parse_edition(value: Any) -> Optional[str]:
 
 
 class ReportError(ValueError):
-    """A JSON file that is not a usable pytest-energy report; the message is the reason."""
+    """An input file (report, CSV or YAML) that cannot be used; the message is the reason."""
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of an input file of at most ``MAX_INPUT_BYTES``; raises ReportError if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise ReportError(f"cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise ReportError(f"larger than {MAX_INPUT_BYTES / 2**20:g} MiB, the limit for an input file")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ReportError("not a text file") from None
+
+
+def _json_int(text: str) -> Any:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
+
+
+def _json_key(key: str) -> str:
+    return f".{key}" if key.isidentifier() else f"[{json.dumps(key)[:40]}]"
+
+
+def _refuse_non_finite(data: Any) -> None:
+    """Raise ReportError naming the first NaN, infinity or out-of-range number (the plugin writes none)."""
+    stack: List[Tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((where + _json_key(key), item) for key, item in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+        elif isinstance(value, float) and not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else "infinite or out of range"
+            raise ReportError(f"{where.lstrip('.') or 'the document'}: not a finite number ({shown})")
 
 
 def read_report(path: Path) -> Dict[str, Any]:
-    """Load a pytest-energy JSON report, checking only what every reader needs."""
+    """Load a pytest-energy JSON report, checking only what every reader needs.
+
+    Refused: files over ``MAX_INPUT_BYTES``, nesting deeper than Python's recursion
+    limit, and NaN, Infinity or numbers beyond a float's range anywhere in the file.
+    """
+    text = read_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ReportError("not a text file") from None
+        data = json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as error:
         raise ReportError(f"not valid JSON ({error.msg}, line {error.lineno})") from None
+    except RecursionError:
+        raise ReportError("JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ReportError("not a JSON object")
+    _refuse_non_finite(data)
     if data.get("schema") != REPORT_SCHEMA:
         raise ReportError(f"schema is {data.get('schema')!r}, not {REPORT_SCHEMA!r}")
     return data
@@ -325,11 +376,20 @@ CSV_COLUMNS = {
 
 def _csv_rows(path: Path, score_name: str, collection: Collection) -> Iterator[_RawRow]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        collection.rejected.append(Rejection(str(path), path.name, "not a text file"))
+        text = read_text(path, "utf-8-sig")
+    except ReportError as error:
+        collection.rejected.append(Rejection(str(path), path.name, str(error)))
         return
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        yield from _csv_reader_rows(path, reader, score_name, collection)
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit(); the rows before it are kept
+        collection.rejected.append(Rejection(str(path), f"line {reader.line_num}", f"not valid CSV ({error})"))
+
+
+def _csv_reader_rows(
+    path: Path, reader: "csv.DictReader[str]", score_name: str, collection: Collection
+) -> Iterator[_RawRow]:
     headers = {(header or "").strip().lower(): header for header in reader.fieldnames or []}
 
     def column(key: str) -> Optional[str]:
@@ -378,10 +438,13 @@ def _yaml_rows(path: Path, score_name: str, collection: Collection) -> Iterator[
             f"{path}: reading DCASE results YAML needs PyYAML: pip install \"pytest-energy[plot]\" (or pyyaml)"
         ) from None
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is there
-        rows = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = "not valid YAML" if isinstance(error, yaml.YAMLError) else "not a text file"
+        rows = yaml.load(read_text(path), Loader=_yaml_loader(yaml))
+    except ReportError as error:
+        collection.rejected.append(Rejection(str(path), path.name, str(error)))
+        return
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
+        # ValueError and OverflowError: impossible dates, integers over 4300 digits.
+        reason = "not valid YAML" + ("" if isinstance(error, yaml.YAMLError) else f" ({str(error).split(':')[0]})")
         collection.rejected.append(Rejection(str(path), path.name, reason))
         return
     if not isinstance(rows, list):
@@ -417,6 +480,39 @@ def _yaml_rows(path: Path, score_name: str, collection: Collection) -> Iterator[
         )
 
 
+def _yaml_loader(yaml: Any) -> Any:
+    """PyYAML's safe loader (the C one when libyaml is there) refusing aliases.
+
+    An alias repeats a node by reference: nine lines of nested aliases (the "billion
+    laughs") describe billions of values, which reading a row would walk. The DCASE
+    results files use none.
+    """
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class NoAliasLoader(base):  # type: ignore[misc,valid-type]
+        def construct_document(self, node: Any) -> Any:
+            _refuse_shared_nodes(node)
+            return super().construct_document(node)
+
+    return NoAliasLoader
+
+
+def _refuse_shared_nodes(root: Any) -> None:
+    """Raise ReportError if a node of the YAML document is reached twice (an alias)."""
+    seen = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise ReportError(
+                "YAML aliases (*name) are not accepted: a few of them can stand for billions of values"
+            )
+        seen.add(id(node))
+        if isinstance(node.value, list):
+            for item in node.value:
+                stack.extend(item if isinstance(item, tuple) else (item,))
+
+
 def _file_edition(path: Path, rows: List[Any], collection: Collection) -> Optional[str]:
     """The edition of a results file: the year most of its rows' anchors (``DCASE2022_Xiao``) name.
 
@@ -449,8 +545,11 @@ _READERS: Dict[str, Callable[[Path, str, Collection], Iterator[_RawRow]]] = {
 
 
 def _energy(raw: _RawRow, name: str, issues: List[FieldIssue]) -> Optional[float]:
-    value = _read_field(raw, name, parse_number, issues)
-    return None if value is None else value * raw.energy_unit_j
+    def joules(value: Any) -> Optional[float]:
+        number = parse_number(value)
+        return None if number is None else number * raw.energy_unit_j
+
+    return _read_field(raw, name, joules, issues)
 
 
 FIELD_LABELS = {
@@ -463,12 +562,26 @@ FIELD_LABELS = {
 }
 
 
+def _finite(value: Any) -> Any:
+    """``value``, unless it is a number that is NaN, infinite or beyond a float (ValueError, OverflowError)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        float(value)
+    return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _read_field(raw: _RawRow, name: str, parse: Callable[[Any], Any], issues: List[FieldIssue]) -> Any:
     value = getattr(raw, name)
     try:
-        return parse(value)
-    except ValueError:
-        issues.append(FieldIssue(raw.source, raw.row, FIELD_LABELS.get(name, name), repr(value)))
+        return _finite(parse(_finite(value)))
+    except (ValueError, OverflowError):
+        issues.append(FieldIssue(raw.source, raw.row, FIELD_LABELS.get(name, name), _shown(value)))
         return None
 
 
