@@ -332,3 +332,17 @@ def test_github_job_summary_escapes_node_ids_and_score_names(
     assert "<img" not in html and "<script" not in html
     assert "<code>test_hostile.py::test_hostile_id[a|b&lt;img src=x&gt;`c``]</code>" in html
     assert_table_rows_keep_their_cells(html)
+
+
+def test_pure_python_yaml_loader_refuses_aliases_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    """Without libyaml (no CSafeLoader) the same refusal holds, and deep nesting is one line."""
+    yaml = pytest.importorskip("yaml")
+    monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    (tmp_path / "laughs.yaml").write_text(BILLION_LAUGHS, encoding="utf-8")
+    (tmp_path / "deep.yaml").write_text("[" * 20_000 + "]" * 20_000, encoding="utf-8")
+    status, _, err = run_cli(capsys, "trend", str(tmp_path / "laughs.yaml"))
+    assert_one_line_error(status, err, "laughs.yaml: YAML aliases")
+    status, _, err = run_cli(capsys, "trend", str(tmp_path / "deep.yaml"))
+    assert_one_line_error(status, err, "deep.yaml: not valid YAML")
