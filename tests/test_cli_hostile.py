@@ -166,6 +166,19 @@ def test_hostile_json_is_a_one_line_error(
     assert out == ""
 
 
+@pytest.mark.parametrize("tests", [3.5, "abc", {"phase": "train"}, [{"phase": {"train": 1}, "energy_j": 1.0}]])
+def test_report_with_tests_of_the_wrong_type_has_no_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tests: Any
+):
+    """A ``tests`` that is not a list of records (or a phase that is not text) used to raise TypeError."""
+    path = tmp_path / "energy.json"
+    path.write_text(json.dumps(dict(report(), tests=tests)), encoding="utf-8")
+    status, out, err = run_cli(capsys, "submission", str(path))
+    assert status == 0 and "# Missing (7)" in out, err
+    status, _, err = run_cli(capsys, "trend", str(path))
+    assert_one_line_error(status, err, "energy.json: no training energy")
+
+
 def test_hostile_json_beside_good_reports_is_rejected_and_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     for index in range(3):
         (tmp_path / f"good{index}.json").write_text(json.dumps(report(f"G{index}")), encoding="utf-8")

@@ -282,11 +282,17 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _test_records(report: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The report's test records; a ``tests`` that is not a list of objects gives none."""
+    tests = report.get("tests")
+    return [record for record in tests if isinstance(record, dict)] if isinstance(tests, list) else []
+
+
 def report_records(report: Mapping[str, Any]) -> List[Mapping[str, Any]]:
     """The report's test records that belong to the system: test phase first, then train."""
-    records = [record for record in report.get("tests") or [] if isinstance(record, dict)]
     order = {"test": 0, "train": 1}
-    return sorted((r for r in records if r.get("phase") in order), key=lambda r: order[r["phase"]])
+    records = [r for r in _test_records(report) if isinstance(r.get("phase"), str) and r["phase"] in order]
+    return sorted(records, key=lambda r: order[r["phase"]])
 
 
 def report_first(report: Mapping[str, Any], key: str) -> Any:
@@ -315,8 +321,8 @@ def report_phase_energy(report: Mapping[str, Any], phase: str, kind: str) -> Any
     if total is not None:
         return total
     values = []
-    for record in report.get("tests") or []:
-        if not isinstance(record, dict) or record.get("phase") != phase:
+    for record in _test_records(report):
+        if record.get("phase") != phase:
             continue
         if kind == "gpu_energy_j":
             value = _mapping(_mapping(record.get("components")).get("gpu")).get("energy_j")
