@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from pytest_energy import __version__
+from pytest_energy.report.escape import printable
 from pytest_energy.report.plot import KINDS
 from pytest_energy.report.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
 
@@ -23,6 +24,24 @@ USAGE_ERROR = 2
 
 class CliError(Exception):
     """A problem the user can fix; the message is printed as one line."""
+
+
+def _no_usable_systems(collection: Collection) -> CliError:
+    """The error for inputs that gave no system: each reason once, with the first file or row it rejected."""
+    examples: Dict[str, str] = {}
+    for rejection in collection.rejected:
+        name = Path(rejection.source).name
+        examples.setdefault(rejection.reason, name if rejection.row == name else f"{name} {rejection.row}")
+    reasons = [f"{where}: {reason}" for reason, where in examples.items()]
+    shown = "; ".join(reasons[:3]) + (f"; {len(reasons) - 3} more reasons" if len(reasons) > 3 else "")
+    notes = "".join(f"; {note}" for note in collection.notes)  # e.g. the inputs skipped as not reports
+    return CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {shown or 'no rows'}{notes})")
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """``text`` without line breaks or control characters (file names and values come from the inputs)."""
+    flat = printable(text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _submission(args: argparse.Namespace) -> int:
@@ -59,9 +78,7 @@ def _trend(args: argparse.Namespace) -> int:
 
     collection, score = _collect(args)
     if not collection.systems:
-        reasons = "; ".join(sorted({r.reason for r in collection.rejected})) or "no rows"
-        notes = "".join(f"; {note}" for note in collection.notes)  # e.g. the inputs skipped as not reports
-        raise CliError(f"no usable systems in the inputs ({len(collection.rejected)} rejected: {reasons}{notes})")
+        raise _no_usable_systems(collection)
     trend = compute(
         collection, population=args.population, score=score, method=args.quartiles,
         factor_limit=args.reliable_baseline,
@@ -74,6 +91,8 @@ def _plot(args: argparse.Namespace) -> int:
     from pytest_energy.report.plot import PlotError, plot_trend
 
     collection, score = _collect(args)
+    if not collection.systems and not collection.baselines:
+        raise _no_usable_systems(collection)
     try:
         notes = plot_trend(
             collection, Path(args.output), kind=args.kind, score=score, energy=args.energy, baseline=args.baseline
@@ -168,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.run(args))
     except (CliError, InputError) as error:
-        print(f"pytest-energy {args.command}: error: {error}", file=sys.stderr)
+        print(f"pytest-energy {args.command}: error: {_one_line(str(error))}", file=sys.stderr)
         return USAGE_ERROR
 
 

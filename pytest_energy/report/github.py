@@ -7,6 +7,7 @@ from typing import Iterable, List, Mapping, Optional
 
 from ..record import Record
 from ..units import format_count, format_energy
+from .escape import md_code, md_text
 from .json_report import phase_totals
 
 
@@ -15,7 +16,8 @@ def on_github_actions(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> str:
-    """The run as a Markdown table, per test and per phase."""
+    """The run as a Markdown table, per test and per phase; node ids, phases, score and meter names
+    are escaped (they come from the test suite)."""
     records = list(records)
     lines = [
         "### Energy (pytest-energy)",
@@ -25,17 +27,18 @@ def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> s
     ]
     for record in records:
         normalized = record.extra.get("energy_normalized_j")
-        scores = ", ".join(f"{name} {value:.3g}" for name, value in record.scores.items()) or "-"
+        scores = ", ".join(f"{md_text(name)} {value:.3g}" for name, value in record.scores.items()) or "-"
+        meter = md_text(record.measurement.meter) if record.measurement else "none"
         lines.append(
-            f"| `{record.nodeid}` | {record.phase} | {format_energy(record.energy_j, unit)} | "
+            f"| {md_code(record.nodeid)} | {md_text(record.phase)} | {format_energy(record.energy_j, unit)} | "
             f"{'-' if normalized is None else format_energy(normalized, unit)} | {format_count(record.extra.get('macs'))} | "
             f"{scores} | {'-' if record.cap_j is None else format_energy(record.cap_j, unit)} | "
-            f"{_verdict_mark(record.verdict)} | {record.measurement.meter if record.measurement else 'none'} |"
+            f"{_verdict_mark(record.verdict)} | {meter} |"
         )
     lines += ["", "| phase | tests | measured | energy | GPU energy |", "|---|---|---|---|---|"]
     for phase, total in phase_totals(records).items():
         lines.append(
-            f"| {phase} | {total['tests']} | {total['measured']} | {format_energy(total['energy_j'], unit)} | "
+            f"| {md_text(phase)} | {total['tests']} | {total['measured']} | {format_energy(total['energy_j'], unit)} | "
             f"{format_energy(total['gpu_energy_j'], unit)} |"
         )
     return "\n".join(lines) + "\n"

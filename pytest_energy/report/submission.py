@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
+from pytest_energy.report.escape import printable
 from pytest_energy.report.trend import (
     KWH_J,
     ReportError,
@@ -112,12 +113,19 @@ def submission_block(report: Mapping[str, Any]) -> SubmissionBlock:
 
 
 def render_block(block: SubmissionBlock, source: str, report: Mapping[str, Any]) -> str:
-    """The block as YAML, with comments naming the report and the missing fields."""
+    """The block as YAML, with comments naming the report and the missing fields.
+
+    Text from the report goes only into comments, made one line each (a line break in
+    it would otherwise start a YAML line of its own in the pasted block).
+    """
     metadata = report.get("metadata") if isinstance(report.get("metadata"), dict) else {}
+    system = printable(repr(metadata.get("system", "unnamed")))
+    created = printable(str(report.get("created", "unknown")))
+    version = printable(str(report.get("plugin_version", "unknown")))
     lines = [
-        f"# DCASE task 4 meta-information, energy and complexity: from {source}",
-        f"# (system {metadata.get('system', 'unnamed')!r}, report created {report.get('created', 'unknown')}, "
-        f"pytest-energy {report.get('plugin_version', 'unknown')}). Paste under `system:` in <label>.meta.yaml;",
+        f"# DCASE task 4 meta-information, energy and complexity: from {printable(source)}",
+        f"# (system {system}, report created {created}, "
+        f"pytest-energy {version}). Paste under `system:` in <label>.meta.yaml;",
         "# check the field names against this year's template (see pytest_energy/report/submission.py).",
         "system:",
     ]
@@ -131,8 +139,8 @@ def render_block(block: SubmissionBlock, source: str, report: Mapping[str, Any])
                 lines.append("  " * (depth + 1) + f"{parent}:")
         value = "!!null" if field.value is None else field.value
         comment = ("MISSING" + (f": {field.comment}" if field.comment else "")) if field.value is None else field.comment
-        lines.append("  " * (len(parents) + 1) + f"{leaf}: {value}" + (f"  # {comment}" if comment else ""))
-    lines += [f"# {note}" for note in block.notes]
+        lines.append("  " * (len(parents) + 1) + f"{leaf}: {value}" + (f"  # {printable(comment)}" if comment else ""))
+    lines += [f"# {printable(note)}" for note in block.notes]
     if block.missing:
         lines.append(f"# Missing ({len(block.missing)}), still to measure or fill in by hand:")
         lines += [f"#   - {path}" for path in block.missing]

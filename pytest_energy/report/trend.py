@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from pytest_energy.account.dcase_data import parse_count, parse_score
+from pytest_energy.report.escape import csv_cell, md_text, printable
 from pytest_energy.units import JOULES_PER_UNIT, format_count, format_energy
 
 REPORT_SCHEMA = "pytest-energy/1"
@@ -39,6 +40,12 @@ YAML_SCORE_KEYS = {
 }
 UNSTATED = object()  # a source that has no ensemble field at all
 REPORT_SUFFIXES = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
+# Inputs are read whole; a larger file is refused (DCASE results files are about 1.4 MB,
+# a report of 5000 tests a few MB).
+MAX_INPUT_BYTES = 64 * 2**20
+# JSON integers of more digits are read as floats (infinity past a float's range, then
+# refused like 1e999): Python refuses to convert ints over 4300 digits, and no field needs 300.
+MAX_INT_DIGITS = 300
 
 
 class InputError(Exception):
@@ -150,7 +157,7 @@ def parse_number(value: Any) -> Optional[float]:
         raise ValueError(value)
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(value) from None
     if not math.isfinite(number) or number < 0:
         raise ValueError(value)
@@ -195,6 +202,8 @@ def parse_edition(value: Any) -> Optional[str]:
     """An edition label: the year in ``2023``, ``"dcase2023"`` or ``"DCASE2023_Turpault"``, else the text."""
     if _blank(value) or isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (int, float)):
         return str(int(value))
     text = str(value).strip()
@@ -206,19 +215,62 @@ def parse_edition(value: Any) -> Optional[str]:
 
 
 class ReportError(ValueError):
-    """A JSON file that is not a usable pytest-energy report; the message is the reason."""
+    """An input file (report, CSV or YAML) that cannot be used; the message is the reason."""
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of an input file of at most ``MAX_INPUT_BYTES``; raises ReportError if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise ReportError(f"cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise ReportError(f"larger than {MAX_INPUT_BYTES / 2**20:g} MiB, the limit for an input file")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ReportError("not a text file") from None
+
+
+def _json_int(text: str) -> Any:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
+
+
+def _json_key(key: str) -> str:
+    return f".{key}" if key.isidentifier() else f"[{json.dumps(key)[:40]}]"
+
+
+def _refuse_non_finite(data: Any) -> None:
+    """Raise ReportError naming the first NaN, infinity or out-of-range number (the plugin writes none)."""
+    stack: List[Tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((where + _json_key(key), item) for key, item in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+        elif isinstance(value, float) and not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else "infinite or out of range"
+            raise ReportError(f"{where.lstrip('.') or 'the document'}: not a finite number ({shown})")
 
 
 def read_report(path: Path) -> Dict[str, Any]:
-    """Load a pytest-energy JSON report, checking only what every reader needs."""
+    """Load a pytest-energy JSON report, checking only what every reader needs.
+
+    Refused: files over ``MAX_INPUT_BYTES``, nesting deeper than Python's recursion
+    limit, and NaN, Infinity or numbers beyond a float's range anywhere in the file.
+    """
+    text = read_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ReportError("not a text file") from None
+        data = json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as error:
         raise ReportError(f"not valid JSON ({error.msg}, line {error.lineno})") from None
+    except RecursionError:
+        raise ReportError("JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ReportError("not a JSON object")
+    _refuse_non_finite(data)
     if data.get("schema") != REPORT_SCHEMA:
         raise ReportError(f"schema is {data.get('schema')!r}, not {REPORT_SCHEMA!r}")
     return data
@@ -228,11 +280,17 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _test_records(report: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The report's test records; a ``tests`` that is not a list of objects gives none."""
+    tests = report.get("tests")
+    return [record for record in tests if isinstance(record, dict)] if isinstance(tests, list) else []
+
+
 def report_records(report: Mapping[str, Any]) -> List[Mapping[str, Any]]:
     """The report's test records that belong to the system: test phase first, then train."""
-    records = [record for record in report.get("tests") or [] if isinstance(record, dict)]
     order = {"test": 0, "train": 1}
-    return sorted((r for r in records if r.get("phase") in order), key=lambda r: order[r["phase"]])
+    records = [r for r in _test_records(report) if isinstance(r.get("phase"), str) and r["phase"] in order]
+    return sorted(records, key=lambda r: order[r["phase"]])
 
 
 def report_first(report: Mapping[str, Any], key: str) -> Any:
@@ -261,8 +319,8 @@ def report_phase_energy(report: Mapping[str, Any], phase: str, kind: str) -> Any
     if total is not None:
         return total
     values = []
-    for record in report.get("tests") or []:
-        if not isinstance(record, dict) or record.get("phase") != phase:
+    for record in _test_records(report):
+        if record.get("phase") != phase:
             continue
         if kind == "gpu_energy_j":
             value = _mapping(_mapping(record.get("components")).get("gpu")).get("energy_j")
@@ -322,11 +380,20 @@ CSV_COLUMNS = {
 
 def _csv_rows(path: Path, score_name: str, collection: Collection) -> Iterator[_RawRow]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        collection.rejected.append(Rejection(str(path), path.name, "not a text file"))
+        text = read_text(path, "utf-8-sig")
+    except ReportError as error:
+        collection.rejected.append(Rejection(str(path), path.name, str(error)))
         return
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        yield from _csv_reader_rows(path, reader, score_name, collection)
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit(); the rows before it are kept
+        collection.rejected.append(Rejection(str(path), f"line {reader.line_num}", f"not valid CSV ({error})"))
+
+
+def _csv_reader_rows(
+    path: Path, reader: "csv.DictReader[str]", score_name: str, collection: Collection
+) -> Iterator[_RawRow]:
     headers = {(header or "").strip().lower(): header for header in reader.fieldnames or []}
 
     def column(key: str) -> Optional[str]:
@@ -375,10 +442,13 @@ def _yaml_rows(path: Path, score_name: str, collection: Collection) -> Iterator[
             f"{path}: reading DCASE results YAML needs PyYAML: pip install \"pytest-energy[plot]\" (or pyyaml)"
         ) from None
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is there
-        rows = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = "not valid YAML" if isinstance(error, yaml.YAMLError) else "not a text file"
+        rows = yaml.load(read_text(path), Loader=_yaml_loader(yaml))
+    except ReportError as error:
+        collection.rejected.append(Rejection(str(path), path.name, str(error)))
+        return
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
+        # ValueError and OverflowError: impossible dates, integers over 4300 digits.
+        reason = "not valid YAML" + ("" if isinstance(error, yaml.YAMLError) else f" ({str(error).split(':')[0]})")
         collection.rejected.append(Rejection(str(path), path.name, reason))
         return
     if not isinstance(rows, list):
@@ -414,6 +484,39 @@ def _yaml_rows(path: Path, score_name: str, collection: Collection) -> Iterator[
         )
 
 
+def _yaml_loader(yaml: Any) -> Any:
+    """PyYAML's safe loader (the C one when libyaml is there) refusing aliases.
+
+    An alias repeats a node by reference: nine lines of nested aliases (the "billion
+    laughs") describe billions of values, which reading a row would walk. The DCASE
+    results files use none.
+    """
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class NoAliasLoader(base):  # type: ignore[misc,valid-type]
+        def construct_document(self, node: Any) -> Any:
+            _refuse_shared_nodes(node)
+            return super().construct_document(node)
+
+    return NoAliasLoader
+
+
+def _refuse_shared_nodes(root: Any) -> None:
+    """Raise ReportError if a node of the YAML document is reached twice (an alias)."""
+    seen = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise ReportError(
+                "YAML aliases (*name) are not accepted: a few of them can stand for billions of values"
+            )
+        seen.add(id(node))
+        if isinstance(node.value, list):
+            for item in node.value:
+                stack.extend(item if isinstance(item, tuple) else (item,))
+
+
 def _file_edition(path: Path, rows: List[Any], collection: Collection) -> Optional[str]:
     """The edition of a results file: the year most of its rows' anchors (``DCASE2022_Xiao``) name.
 
@@ -446,8 +549,11 @@ _READERS: Dict[str, Callable[[Path, str, Collection], Iterator[_RawRow]]] = {
 
 
 def _energy(raw: _RawRow, name: str, issues: List[FieldIssue]) -> Optional[float]:
-    value = _read_field(raw, name, parse_number, issues)
-    return None if value is None else value * raw.energy_unit_j
+    def joules(value: Any) -> Optional[float]:
+        number = parse_number(value)
+        return None if number is None else number * raw.energy_unit_j
+
+    return _read_field(raw, name, joules, issues)
 
 
 FIELD_LABELS = {
@@ -460,12 +566,26 @@ FIELD_LABELS = {
 }
 
 
+def _finite(value: Any) -> Any:
+    """``value``, unless it is a number that is NaN, infinite or beyond a float (ValueError, OverflowError)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        float(value)
+    return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _read_field(raw: _RawRow, name: str, parse: Callable[[Any], Any], issues: List[FieldIssue]) -> Any:
     value = getattr(raw, name)
     try:
-        return parse(value)
-    except ValueError:
-        issues.append(FieldIssue(raw.source, raw.row, FIELD_LABELS.get(name, name), repr(value)))
+        return _finite(parse(_finite(value)))
+    except (ValueError, OverflowError):
+        issues.append(FieldIssue(raw.source, raw.row, FIELD_LABELS.get(name, name), _shown(value)))
         return None
 
 
@@ -918,28 +1038,26 @@ def summary_lines(trend: Trend) -> List[str]:
 
 
 def render_text(trend: Trend) -> str:
-    out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(summary_lines(trend))]
+    lines = [printable(line) for line in summary_lines(trend)]
+    out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(lines)]
     for table in tables(trend):
-        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *table.rows)]
+        rows = [tuple(printable(cell) for cell in row) for row in table.rows]
+        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *rows)]
         out += ["", table.title]
-        for cells in [table.headers] + table.rows:
+        for cells in [table.headers] + rows:
             out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
     return "\n".join(out) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def render_markdown(trend: Trend) -> str:
     out = ["## pytest-energy trend", ""]
     for line in summary_lines(trend):
-        out.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
+        out.append(f"  - {md_text(line.strip())}" if line.startswith("  ") else f"- {md_text(line)}")
     for table in tables(trend):
-        out += ["", f"### {table.title}", ""]
-        out.append("| " + " | ".join(table.headers) + " |")
+        out += ["", f"### {md_text(table.title)}", ""]
+        out.append("| " + " | ".join(md_text(header) for header in table.headers) + " |")
         out.append("|" + "|".join("---" for _ in table.headers) + "|")
-        out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in table.rows]
+        out += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in table.rows]
     return "\n".join(out) + "\n"
 
 
@@ -989,7 +1107,7 @@ def render_csv(trend: Trend) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for record in csv_records(trend):
-        writer.writerow(["" if value is None else value for value in record])
+        writer.writerow([csv_cell(value) for value in record])
     return buffer.getvalue()
 
 
