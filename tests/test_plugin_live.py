@@ -433,13 +433,15 @@ def test_after_the_loss():
     assert "gpu0 stopped reporting mid-run (GPU is lost); its last total is kept" in partial and "gpu1" not in partial
     gpu0, gpu1 = [device for device in lost["devices"] if device["component"] == "gpu"]
     assert (gpu0["device"], gpu1["device"]) == ("gpu0", "gpu1")
-    assert gpu0["joules"] == pytest.approx(100.0 * 0.2, abs=5.0)  # up to its last reading, before it was lost
-    assert gpu1["joules"] == pytest.approx(200.0 * 0.4, abs=8.0) and gpu1["partial"] == ""
+    # figures follow the window's own length, not the sleeps', so a loaded machine cannot break them
+    assert 100.0 * 0.2 - 1.0 <= gpu0["joules"] <= 100.0 * lost["duration_s"]  # up to its last reading, before it was lost
+    assert gpu1["joules"] == pytest.approx(200.0 * lost["duration_s"], abs=5.0) and gpu1["partial"] == ""
     assert lost["components"]["cpu"]["energy_j"] == pytest.approx(3.0)
     assert lost["energy_j"] == pytest.approx(gpu0["joules"] + gpu1["joules"] + 3.0)
-    after = [device for device in run.entry("test_after_the_loss")["devices"] if device["component"] == "gpu"]
+    after_entry = run.entry("test_after_the_loss")
+    after = [device for device in after_entry["devices"] if device["component"] == "gpu"]
     assert after[0]["joules"] is None and "GPU is lost" in after[0]["partial"]
-    assert after[1]["joules"] == pytest.approx(200.0 * 0.2, abs=5.0)
+    assert after[1]["joules"] == pytest.approx(200.0 * after_entry["duration_s"], abs=5.0)
 
 
 def test_a_capped_test_after_its_only_gpu_was_lost_is_unmeasured_not_0_j(
