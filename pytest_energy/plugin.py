@@ -24,7 +24,7 @@ from .baseline import BaselinePlan
 from .baseline_cache import BaselineCacheError
 from .concurrency import claim_machine, overlap_warning
 from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
-from .decide import CapFailure, complexity_failures, energy_verdict
+from .decide import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
 from .fixture import EnergyProbe, TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
@@ -91,6 +91,15 @@ def baseline_cache_dir(config: pytest.Config) -> Path:
     return Path(config.rootpath, ".pytest_cache", "d", "energy-baseline")
 
 
+def outcome_of(report: pytest.TestReport, when: str) -> str:
+    """The test's outcome as the energy report names it: xfail and xpass are kept apart from skipped and passed."""
+    if hasattr(report, "wasxfail") and not report.failed:
+        return "xfailed" if report.skipped else "xpassed"
+    if when != "call":
+        return "error" if report.failed else "skipped"
+    return report.outcome
+
+
 @pytest.fixture
 def energy(request: pytest.FixtureRequest) -> EnergyProbe:
     """The running energy measurement of this test (using it makes the test measured)."""
@@ -128,6 +137,7 @@ class EnergyPlugin:
         self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
         self._own_records: List[Record] = []  # measured in this process
         self._stopper = MainThreadStopper()
+        self._stop_message: Optional[str] = None  # what the watchdog raised in the running test
         self._json_failed = False
         self._saved_run: Optional[Path] = None
         self._machine_lock: Any = None
@@ -271,16 +281,12 @@ class EnergyPlugin:
             return None
 
         def stop(measurement: Measurement, elapsed_s: float) -> None:
-            state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": measurement.total_j, "limit": kind}
-            cap = state.cap_j if kind == "cap" else self.settings.session_cap_j
-            normalization = self._cap_normalization(state) if kind == "cap" else None
-            _, failure = energy_verdict(measurement, cap if normalization else limit_j, self.settings.unit,
-                                        normalization.normalize if normalization else None)
-            message = failure.as_longrepr() if failure else ""
-            if kind == "session cap":
-                message = message.replace("exceeds cap", "crosses what is left of the session cap", 1)
-                message += f"; session cap {format_energy(cap, self.settings.unit)}"
-            self._stopper.fire(f"{message}; stopped early at {elapsed_s:.2f} s")
+            state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": measurement.total_j, "limit": kind,
+                                            "limit_j": limit_j}
+            failure = self._energy_failure(state, measurement)
+            self._stop_message = failure.as_longrepr() if failure else (
+                f"energy crossed {format_energy(limit_j, self.settings.unit)} ({kind}); stopped early at {elapsed_s:.2f} s")
+            self._stopper.fire(self._stop_message)
 
         return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()
 
@@ -299,24 +305,24 @@ class EnergyPlugin:
         if state is None or state.reported:
             return
         if call.when == "call" or (call.when == "setup" and not report.passed):
-            outcome_name = report.outcome if call.when == "call" else ("error" if report.failed else "skipped")
+            outcome_name = outcome_of(report, call.when)
             if state.phase == "baseline":
                 self._baseline_done(item, state, report.passed and call.when == "call")
             elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
                 state.extra["energy_normalized_j"] = self.normalization.normalize(state.measurement.total_j)
-            failures = [failure for failure in (self._cap_failure(state), self._regression(item, state)) if failure]
-            if call.when == "call":
-                failures.extend(self._complexity_failures(item, state))
-            if failures:
-                state.extra["verdict_message"] = "; ".join(failure.as_longrepr() for failure in failures)
+            energy_failures = [f for f in (self._energy_failure(state, state.measurement), self._regression(item, state)) if f]
+            failures = energy_failures + (self._complexity_failures(item, state) if call.when == "call" else [])
+            stopped_here = report.failed and call.excinfo is not None and str(call.excinfo.value) == self._stop_message
+            self._stop_message = None
             if failures and self.settings.cap_mode == "warn":
                 for failure in failures:
                     self.notice(f"{item.nodeid}: {failure.as_longrepr()}")
-            elif failures and report.passed:
+            elif failures and (report.passed or stopped_here):  # a stopped test reads the figure of its whole window
                 report.outcome = "failed"
                 report.longrepr = "\n".join(failure.as_longrepr() for failure in failures)
+                report.__dict__.pop("wasxfail", None)  # an xpass over its cap fails plainly (JUnit would say skipped)
                 outcome_name = "failed"
-            record = self._record(item, state, outcome_name)
+            record = self._record(item, state, outcome_name, verdict_of(energy_failures, state.cap_j), failures)
             self._own_records.append(record)
             if self.is_worker:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
@@ -353,7 +359,20 @@ class EnergyPlugin:
         """The normalisation a cap compares with (``--energy-normalized``), if any."""
         return self.normalization if self.settings.normalized and state.phase in PHASE_CHOICES else None
 
-    def _cap_failure(self, state: TestState) -> Optional[CapFailure]:
+    def _energy_failure(self, state: TestState, measurement: Optional[Measurement]) -> Optional[CapFailure]:
+        """The test's energy against the limit that applies to it: the session cap if that stopped it, else its cap."""
+        stopped = state.extra.get("stopped_early")
+        if stopped and stopped["limit"] == "session cap" and measurement is not None:
+            failure: Optional[CapFailure] = session_cap_failure(
+                measurement, stopped["limit_j"], self.settings.session_cap_j, self.settings.unit  # type: ignore[arg-type]
+            )
+        else:
+            failure = self._cap_failure(state, measurement)
+        if failure is None or not stopped:
+            return failure
+        return CapFailure(f"{failure.message}; stopped early at {stopped['at_s']:.2f} s", failure.verdict)
+
+    def _cap_failure(self, state: TestState, measurement: Optional[Measurement]) -> Optional[CapFailure]:
         normalization = self._cap_normalization(state)
         if self.settings.normalized and normalization is None and state.cap_j is not None and state.phase in PHASE_CHOICES:
             if self.is_worker and any(target.entry is None for target in self.baseline.targets):
@@ -361,7 +380,7 @@ class EnergyPlugin:
                                   "worker; measure it once without -n (later runs reuse the cached baseline)", "unmeasured")
             return CapFailure("cannot enforce a normalised cap: no baseline was measured before this test "
                               "(mark the reference workload with @pytest.mark.energy_baseline)", "unmeasured")
-        return energy_verdict(state.measurement, state.cap_j, self.settings.unit,
+        return energy_verdict(measurement, state.cap_j, self.settings.unit,
                               normalization.normalize if normalization else None)[1]
 
     def _complexity_failures(self, item: pytest.Item, state: TestState) -> List[CapFailure]:
@@ -400,11 +419,7 @@ class EnergyPlugin:
             state.extra["comparison"] = {"run": self._stored_run.path.name, "verdict": failure.verdict, "message": failure.message}
         return failure
 
-    def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
-        failure = self._cap_failure(state)
-        verdict = failure.verdict if failure else ("no-cap" if state.cap_j is None else "pass")
-        if (state.extra.get("stopped_early") or {}).get("limit") == "session cap":
-            verdict = "over-cap"
+    def _record(self, item: pytest.Item, state: TestState, outcome: str, verdict: str, failures: List[CapFailure]) -> Record:
         path, line, _ = item.location
         return Record(
             nodeid=item.nodeid,
@@ -413,6 +428,7 @@ class EnergyPlugin:
             measurement=state.measurement,
             cap_j=state.cap_j,
             verdict=verdict,
+            verdict_message="; ".join(failure.as_longrepr() for failure in failures) or None,
             scores=dict(state.scores),
             system=state.system,
             location=(path, (line or 0) + 1),
@@ -437,7 +453,9 @@ class EnergyPlugin:
             item, state = self._running
             if state.measurement is None and state.window is not None:
                 state.measurement = state.window.stop()
-            self.records.append(self._record(item, state, "interrupted"))
+            failure = self._energy_failure(state, state.measurement)
+            self.records.append(self._record(item, state, "interrupted", verdict_of([failure] if failure else [], state.cap_j),
+                                             [failure] if failure else []))
             self._running = None
         if not self.is_worker:
             overlap = overlap_warning(str(record.extra["worker"]) for record in self.records if "worker" in record.extra)

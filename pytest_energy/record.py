@@ -11,7 +11,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .measure.base import COMPONENTS, Measurement, Reading
 
-VERDICTS = ("pass", "over-cap", "no-cap", "unmeasured", "warn")
+VERDICTS = ("pass", "over-cap", "lower-bound", "no-cap", "unmeasured", "regression", "not-comparable", "warn")
+OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "interrupted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Record:
     measurement: Optional[Measurement]
     cap_j: Optional[float] = None
     verdict: str = "no-cap"
+    verdict_message: Optional[str] = None  # why it failed (or was warned about), as its failure reads
     scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
     system: Optional[str] = None
     location: Tuple[str, int] = ("", 0)
@@ -65,6 +67,7 @@ class Record:
             "scores": dict(self.scores),
             "location": list(self.location),
             **self.extra,
+            **({"verdict_message": self.verdict_message} if self.verdict_message else {}),
         }
 
     @classmethod
@@ -74,7 +77,7 @@ class Record:
             readings = tuple(Reading(**reading) for reading in data.get("devices", []))
             measurement = Measurement(data["duration_s"], readings, tuple(data.get("notes", ())))
         own = {"nodeid", "phase", "system", "outcome", "duration_s", "energy_j", "components", "devices", "gpu_share",
-               "meter", "notes", "cap_j", "verdict", "scores", "location"}
+               "meter", "notes", "cap_j", "verdict", "verdict_message", "scores", "location"}
         return cls(
             nodeid=data["nodeid"],
             phase=data["phase"],
@@ -82,6 +85,7 @@ class Record:
             measurement=measurement,
             cap_j=data.get("cap_j"),
             verdict=data.get("verdict", "no-cap"),
+            verdict_message=data.get("verdict_message"),
             scores=dict(data.get("scores", {})),
             system=data.get("system"),
             location=tuple(data.get("location", ("", 0))),  # type: ignore[arg-type]

@@ -173,7 +173,10 @@ def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
     assert float(growth["percent"]) > 100
     assert growth["run"] == stored.name
     assert run.report["session"]["compared_with"] == str(stored)
-    assert run.entry("test_workload")["outcome"] == "failed"
+    entry = run.entry("test_workload")
+    assert (entry["outcome"], entry["verdict"], entry["verdict_message"]) == ("failed", "regression", message.strip())
+    [row] = [line for line in run.result.outlines if line.startswith("test_gate.py::test_workload ")]
+    assert row.split()[-2] == "regression"  # the verdict column, before the meter
 
     [case] = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     [failure] = case.result
@@ -181,6 +184,7 @@ def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
     properties = junit_properties_by_test(pytester.path / "junit.xml")["test_workload"]
     assert float(properties["energy_j"]) == pytest.approx(run.entry("test_workload")["energy_j"], rel=1e-5)
     assert properties["energy_meter"].startswith("codecarbon-")
+    assert properties["energy_verdict"] == "regression"
     assert float(properties["cpu_energy_j"]) > 0
 
 

@@ -53,7 +53,7 @@ def annotations(records: Iterable[Record], level: str = "error") -> List[str]:
     failed (or warned about) over a cap, an unenforceable cap or an energy regression."""
     commands = []
     for record in records:
-        text = record.extra.get("verdict_message")
+        text = record.verdict_message
         if text:
             path, line = record.location
             message = _escape(f"{record.nodeid}: {text}")

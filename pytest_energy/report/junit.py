@@ -25,6 +25,8 @@ def junit_properties(record: Record) -> List[Tuple[str, object]]:
     properties.extend((name, record.extra[name]) for name in COMPLEXITY_FIGURES if record.extra.get(name) is not None)
     properties.append(("energy_meter", record.measurement.meter if record.measurement else "none"))
     properties.append(("energy_verdict", record.verdict))
+    if record.verdict_message:
+        properties.append(("energy_verdict_message", record.verdict_message))
     properties.extend((f"score_{name}", value) for name, value in record.scores.items())
     for phase, weighted in record.extra.get("ew_scores", {}).items():
         properties.extend((f"ew_{name}_{phase}", f"{value:.6g}") for name, value in weighted.items())
