@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 import pytest
 from suites import BURN
@@ -51,7 +51,7 @@ def strict_project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 @pytest.fixture
-def held_machine_lock(strict_project: pytest.Pytester) -> None:
+def held_machine_lock(strict_project: pytest.Pytester) -> Iterator[None]:
     """Another session measuring on this machine: its lock is held in this process."""
     import filelock
 
