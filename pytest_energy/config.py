@@ -8,15 +8,17 @@ the plugin turns it into a pytest usage error (exit code 4).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .measure.meter import METER_CHOICES
 from .runs import parse_percentage
+from .account.complexity import input_shape
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
-from .units import ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy
+from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -29,17 +31,24 @@ class ConfigError(Exception):
     """A setting that cannot be used; the message is the one line shown to the user."""
 
 
+def shown(value: Any) -> str:
+    """A setting's value as the user wrote it: dates and times in ISO form, anything else as Python shows it."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return f"{value.isoformat()} (a TOML {type(value).__name__})"
+    return repr(value)
+
+
 def _energy(value: Any) -> float:
     if not isinstance(value, str):
-        raise QuantityError(f"expected an energy string such as \"2kWh\" (units: {ENERGY_UNITS}), got {value!r}")
+        raise QuantityError(f"expected an energy string such as \"2kWh\" (units: {ENERGY_UNITS}), got {shown(value)}")
     return parse_energy(value)
 
 
 def _choice(choices: tuple) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
-        return str(value)
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {shown(value)}")
+        return value
 
     return parse
 
@@ -47,40 +56,45 @@ def _choice(choices: tuple) -> Callable[[Any], str]:
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = value.strip().lower() if isinstance(value, str) else None
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {shown(value)}")
 
 
 def _positive(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a positive number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:  # a string that is not a number
+        number = math.nan
     if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
+        raise ValueError(f"expected a positive number, got {shown(value)}")
     return number
 
 
 def _count_at_least_one(value: Any) -> int:
-    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {shown(value)}")
     return int(value)
 
 
 def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected {COUNT_FORMS}, got {shown(value)}")
     return round(parse_count(value))
 
 
 def _duration(value: Any) -> float:
-    return parse_duration(str(value))
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as \"30d\" or \"12h\", got {shown(value)}")
+    return parse_duration(value)
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
+        raise ValueError(f"expected a string, got {shown(value)}")
     return value
 
 
@@ -216,6 +230,8 @@ def build_settings(
     values: Dict[str, Any] = {}
     pyproject_caps: Dict[str, Optional[float]] = {}
     for option in OPTIONS:
+        if cli.get(option.dest) == "":
+            raise ConfigError(f"option {option.cli} is empty (an unset variable?): give it a value or remove the option")
         layers = [
             (cli.get(option.dest), f"option {option.cli}"),
             (None if option.key == "cap" else pyproject.get(option.key), f"{source} [tool.pytest-energy] key {option.key!r}"),
@@ -228,11 +244,9 @@ def build_settings(
             raise ConfigError(f"{where}: {exc}") from None
     if "cap" in pyproject:
         pyproject_caps = _pyproject_caps(pyproject["cap"], source)
-    metadata = pyproject.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise ConfigError(f"{source} [tool.pytest-energy] key 'metadata': expected a table, got {metadata!r}")
+    metadata = _metadata(pyproject.get("metadata", {}), f"{source} [tool.pytest-energy] key 'metadata'")
     caps: Dict[str, Optional[float]] = {"default": None, "train": None, "test": None}
-    if cli.get("energy_cap") not in (None, "") or not pyproject_caps:
+    if cli.get("energy_cap") is not None or not pyproject_caps:
         caps["default"] = values["cap"]  # from the command line, or else the ini key
     else:
         caps.update(pyproject_caps)
@@ -268,9 +282,28 @@ def build_settings(
         reference=reference,
         macs_cap=values["macs-cap"],
         params_cap=values["params-cap"],
-        metadata=dict(metadata),
+        metadata=metadata,
         source=source,
     )
+
+
+def _metadata(table: Any, where: str) -> Dict[str, Any]:
+    """The ``metadata`` table as JSON can hold it: TOML dates and times become ISO strings."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {shown(table)}")
+
+    def plain(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {name: plain(item, f"{key}.{name}") for name, item in value.items()}
+        if isinstance(value, list):
+            return [plain(item, key) for item in value]
+        if isinstance(value, (datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} = {value!r} cannot go into a JSON report; write a finite number or a string")
+        return value
+
+    return {name: plain(value, name) for name, value in table.items()}
 
 
 def _pyproject_caps(raw: Any, source: str) -> Dict[str, Optional[float]]:
@@ -287,11 +320,62 @@ def _pyproject_caps(raw: Any, source: str) -> Dict[str, Optional[float]]:
     return caps
 
 
-def parse_marker_cap(value: Any, nodeid: str) -> Optional[float]:
-    """The ``cap=`` of an energy marker, in joules."""
+def parse_marker_cap(value: Any, nodeid: str, argument: str = "energy marker cap") -> Optional[float]:
+    """The ``cap=`` of an energy marker (or another energy argument of a marker), in joules."""
     if value is None:
         return None
     try:
         return _energy(value)
     except QuantityError as exc:
-        raise ConfigError(f"{nodeid}: energy marker cap: {exc}") from None
+        raise ConfigError(f"{nodeid}: {argument}: {exc}") from None
+
+
+ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyMarker:
+    """The arguments of ``@pytest.mark.energy``, validated."""
+
+    phase: str = "test"
+    cap_j: Optional[float] = None
+    system: Optional[str] = None
+    macs_input: Optional[Tuple[int, ...]] = None
+    macs_model: Optional[str] = None
+
+
+def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> EnergyMarker:
+    """Validate ``@pytest.mark.energy(...)`` of ``nodeid``; a bad argument raises ConfigError naming it."""
+    _keywords_only("energy", args, kwargs, ENERGY_MARKER_ARGUMENTS, nodeid, 'energy(phase="train", cap="2kWh")')
+    phase = kwargs.get("phase", "test")
+    if phase not in PHASES:
+        raise ConfigError(f"{nodeid}: energy marker phase must be 'train' or 'test', got {phase!r}")
+    for name in ("system", "macs_model"):
+        if kwargs.get(name) is not None and not isinstance(kwargs[name], str):
+            raise ConfigError(f"{nodeid}: energy marker {name} must be a string, got {kwargs[name]!r}")
+    shape = kwargs.get("macs_input")
+    if shape is not None:
+        try:
+            shape = input_shape(shape)
+        except ValueError as exc:
+            raise ConfigError(f"{nodeid}: energy marker macs_input: {exc}") from None
+    return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"))
+
+
+def parse_baseline_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> Optional[float]:
+    """Validate ``@pytest.mark.energy_baseline(...)``; returns its ``reference=`` energy in joules, if any."""
+    _keywords_only("energy_baseline", args, kwargs, ("reference",), nodeid, 'energy_baseline(reference="5.2kJ")')
+    reference = parse_marker_cap(kwargs.get("reference"), nodeid, "energy_baseline marker reference")
+    if reference is not None and reference <= 0:
+        raise ConfigError(f"{nodeid}: energy_baseline marker reference: must be more than zero, got {kwargs['reference']!r}")
+    return reference
+
+
+def _keywords_only(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], known: Sequence[str], nodeid: str,
+                   example: str) -> None:
+    if args:
+        raise ConfigError(f"{nodeid}: {marker} marker takes keyword arguments only, e.g. @pytest.mark.{example}; "
+                          f"got {', '.join(repr(arg) for arg in args)}")
+    unknown = [name for name in kwargs if name not in known]
+    if unknown:
+        raise ConfigError(f"{nodeid}: {marker} marker has no argument {unknown[0]!r} (its arguments: {', '.join(known)})")

@@ -25,6 +25,8 @@ class TestState:
     scores: Dict[str, float] = dataclasses.field(default_factory=dict)
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
     reported: bool = False
+    in_call: bool = False  # inside the call phase: a report made now is a subtest's, not the test's
+    failed_subtests: int = 0
 
 
 class EnergyProbe:

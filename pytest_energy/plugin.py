@@ -23,7 +23,8 @@ from .account.session import account
 from .baseline import BaselinePlan
 from .baseline_cache import BaselineCacheError
 from .concurrency import claim_machine, overlap_warning
-from .config import OPTIONS, ConfigError, Settings, add_options, build_settings, find_pyproject, parse_marker_cap, read_pyproject
+from .config import (OPTIONS, ConfigError, EnergyMarker, Settings, add_options, build_settings, find_pyproject,
+                     parse_baseline_marker, parse_energy_marker, read_pyproject)
 from .decide import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
 from .fixture import EnergyProbe, TestState, record_complexity
 from .measure.base import Measurement
@@ -81,6 +82,48 @@ def load_settings(config: pytest.Config) -> Settings:
         )
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
+
+
+def marker_error(item: pytest.Item) -> Optional[str]:
+    """What is wrong with the energy and energy_baseline markers of ``item``, in one line; None if nothing."""
+    try:
+        for marker in item.iter_markers("energy"):
+            parse_energy_marker(marker.args, marker.kwargs, item.nodeid)
+        for marker in item.iter_markers("energy_baseline"):
+            parse_baseline_marker(marker.args, marker.kwargs, item.nodeid)
+    except ConfigError as exc:
+        return f"pytest-energy: {exc}"
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Check the markers of the tests a collector found, before any test runs: a bad one is a usage error.
+
+    An xdist worker cannot stop the session itself: it fails the collection report with the
+    message, and the controller raises the usage error when the report reaches it.
+    """
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    errors = [marker_error(item) for item in report.result if isinstance(item, pytest.Item)] if report.passed else []
+    message = next((error for error in errors if error), None)
+    if message is not None:
+        if not hasattr(collector.config, "workerinput"):
+            raise pytest.UsageError(message)
+        report.outcome, report.longrepr, report.result = "failed", message, []
+        report.energy_usage_error = message  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Raise the cap's stop again when a subtest caught it (pytest's subtests, unittest's subTest).
+
+    A subtest logs its report from inside the test, so raising here ends the test, not one subtest.
+    """
+    stop = getattr(report, "energy_stop", None)
+    if stop is not None:
+        del report.energy_stop  # type: ignore[attr-defined]
+        raise stop
 
 
 def baseline_cache_dir(config: pytest.Config) -> Path:
@@ -178,11 +221,11 @@ class EnergyPlugin:
         if self._meter is None:
             from .environment import environment
 
-            if not self.is_worker:
+            self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
+            if not self.is_worker and self._meter.available:
                 self._machine_lock, overlap = claim_machine()
                 if overlap:
                     self.notice(overlap)
-            self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             self.environment = environment(self._meter.describe())
             if not self._meter.available and self.settings.meter != "none":
                 reasons = "; ".join(f"{name}: {why}" for name, why in self._meter.unavailable.items())
@@ -197,16 +240,10 @@ class EnergyPlugin:
         is_baseline = self.baseline.is_baseline(item)
         if marker is None and not is_baseline and "energy" not in getattr(item, "fixturenames", ()) and not self.settings.all:
             return None
-        kwargs = marker.kwargs if marker else {}
-        phase = "baseline" if is_baseline else kwargs.get("phase", "test")
-        if phase not in PHASE_CHOICES + ("baseline",):
-            raise pytest.UsageError(f"{item.nodeid}: energy marker phase must be 'train' or 'test', got {phase!r}")
-        try:
-            marker_cap = parse_marker_cap(kwargs.get("cap"), item.nodeid)
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        cap = marker_cap if is_baseline else self.settings.cap_for(phase, marker_cap)
-        state = item.stash[STATE] = TestState(phase, cap, kwargs.get("system"))
+        arguments = parse_energy_marker(marker.args, marker.kwargs, item.nodeid) if marker else EnergyMarker()  # checked at collection
+        phase = "baseline" if is_baseline else arguments.phase
+        cap = arguments.cap_j if is_baseline else self.settings.cap_for(phase, arguments.cap_j)
+        state = item.stash[STATE] = TestState(phase, cap, arguments.system)
         return state
 
     @pytest.hookimpl(trylast=True)
@@ -251,9 +288,11 @@ class EnergyPlugin:
         window = state.window = self.meter().window()
         self._running = (item, state)
         watchdog = self._watch(state, window)
+        state.in_call = True
         try:
             yield
         finally:
+            state.in_call = False
             self._stopper.disarm()
             if watchdog is not None:
                 watchdog.stop()
@@ -304,8 +343,16 @@ class EnergyPlugin:
         state = self.state(item) if call.when == "setup" and not report.passed else item.stash.get(STATE, None)
         if state is None or state.reported:
             return
+        if state.in_call:  # a subtest's report (subtests fixture, unittest subTest): the test's own comes later
+            state.failed_subtests += report.failed
+            stop = call.excinfo.value if call.excinfo is not None else None
+            if state.extra.get("stopped_early") and isinstance(stop, pytest.fail.Exception):
+                report.energy_stop = stop  # type: ignore[attr-defined]
+            return
         if call.when == "call" or (call.when == "setup" and not report.passed):
             outcome_name = outcome_of(report, call.when)
+            if state.failed_subtests and outcome_name == "passed":
+                outcome_name = "failed"
             if state.phase == "baseline":
                 self._baseline_done(item, state, report.passed and call.when == "call")
             elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
@@ -436,6 +483,11 @@ class EnergyPlugin:
         )
 
     # -- collecting and reporting (controller side) ----------------------------------------
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        message = getattr(report, "energy_usage_error", None)
+        if message is not None and not self.is_worker:
+            raise pytest.UsageError(message)  # an xdist worker found a bad marker
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:
             for message in getattr(report, "energy_notices", None) or ():
@@ -458,7 +510,8 @@ class EnergyPlugin:
                                              [failure] if failure else []))
             self._running = None
         if not self.is_worker:
-            overlap = overlap_warning(str(record.extra["worker"]) for record in self.records if "worker" in record.extra)
+            overlap = overlap_warning(str(record.extra["worker"]) for record in self.records
+                                      if "worker" in record.extra and record.energy_j is not None)
             if overlap:
                 self.notice(overlap)
             self.write_json()

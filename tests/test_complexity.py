@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from typing import Any, Dict, List
 
 import pytest
@@ -292,6 +293,55 @@ def test_counting_leaves_no_hooks() -> None:
     assert hook_counts(model) == before
     assert not nn.modules.module._global_forward_hooks
     assert not nn.modules.module._global_forward_pre_hooks
+
+
+class ActivationStore:
+    """What a user keeps from a forward pass; holds a lock, as a real store may, so it cannot be deep-copied."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.activations: Dict[str, torch.Tensor] = {}
+        self.calls: List[str] = []
+
+    def keep(self, module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        self.calls.append("forward")
+        self.activations["dense"] = output.detach().clone()
+
+
+def test_counting_runs_none_of_the_users_hooks_and_keeps_them_on_the_model() -> None:
+    """A hook storing activations keeps the value of the user's own forward pass (issue 12)."""
+    model = small_crnn().eval()
+    store = ActivationStore()
+    calls: List[str] = []
+    handles = [
+        model.dense.register_forward_hook(store.keep),  # a bound method of an object that cannot be copied
+        model.dense.register_forward_pre_hook(lambda *_: calls.append("forward-pre")),
+        model.dense.register_forward_hook(lambda *_, **__: calls.append("forward-kwargs"), with_kwargs=True),
+        model.dense.register_full_backward_hook(lambda *_: calls.append("backward")),
+        model.dense.register_full_backward_pre_hook(lambda *_: calls.append("backward-pre")),
+        nn.modules.module.register_module_forward_hook(lambda *_: calls.append("global forward")),
+        nn.modules.module.register_module_forward_pre_hook(lambda *_: calls.append("global forward-pre")),
+        nn.modules.module.register_module_module_registration_hook(lambda *_: calls.append("global registration")),
+        nn.modules.module.register_module_buffer_registration_hook(lambda *_: calls.append("global buffer")),
+    ]
+    try:
+        with torch.no_grad():
+            model(example_from_shape(SMALL_INPUT) + 1.0)
+        kept = store.activations["dense"]
+        store.calls.clear()
+        calls.clear()
+        before = hook_counts(model)
+        count_complexity(model, {"mels": example_from_shape(SMALL_INPUT)})  # keywords: THOP gets a wrapper module
+
+        assert (store.calls, calls) == ([], [])
+        assert store.activations["dense"] is kept
+        assert hook_counts(model) == before
+        with torch.no_grad():
+            model(example_from_shape(SMALL_INPUT))
+        assert store.calls == ["forward"] and "global forward" in calls  # still hooked after counting
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_counting_adds_no_buffers_or_attributes() -> None:

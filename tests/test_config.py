@@ -6,11 +6,13 @@ got is read from its JSON entry, which the plugin writes even when nothing was m
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Callable, Dict, List
 
 import pytest
 
-from pytest_energy.config import ConfigError, Settings, build_settings, parse_marker_cap
+from pytest_energy.config import (OPTIONS, ConfigError, EnergyMarker, Settings, build_settings, parse_baseline_marker,
+                                  parse_energy_marker, parse_marker_cap, shown)
 
 KJ = 1e3
 WH = 3600.0
@@ -205,19 +207,223 @@ def test_malformed_pyproject_is_a_usage_error_naming_the_file(pytester: pytest.P
     assert str(pyproject) in line
 
 
-def test_bad_marker_cap_fails_that_test_naming_the_value(pytester: pytest.Pytester) -> None:
+# -- values of the wrong type --------------------------------------------------------------------
+
+TOML_VALUES = {
+    "list": [1],
+    "table": {"seconds": 1},
+    "date": datetime.date(1979, 5, 27),
+    "datetime": datetime.datetime(1979, 5, 27, 7, 32),
+    "time": datetime.time(7, 32),
+    "bool": True,
+    "int": 3,
+    "float": 2.5,
+}
+# The TOML types a key accepts; every other type must be refused.
+ACCEPTED_TYPES = {
+    "cap": (dict,),  # a table of caps per phase (its values are checked by the tests above)
+    "all": (bool,), "autosave": (bool,), "normalized": (bool,),
+    "sampling-hz": (int, float), "check-interval": (int, float), "baseline-repeats": (int,),
+    "macs-cap": (int, float), "params-cap": (int, float),
+}
+WRONG_TYPES = [
+    (option.key, kind)
+    for option in OPTIONS
+    for kind, value in TOML_VALUES.items()
+    if not isinstance(value, ACCEPTED_TYPES.get(option.key, ())) or (option.key == "baseline-repeats" and value is True)
+]
+
+
+@pytest.mark.parametrize(("key", "kind"), WRONG_TYPES)
+def test_every_key_refuses_a_toml_value_of_the_wrong_type_naming_key_and_value(key: str, kind: str) -> None:
+    value = TOML_VALUES[kind]
+    with pytest.raises(ConfigError) as raised:
+        settings(pyproject={key: value})
+    message = str(raised.value)
+    assert f"key {key!r}" in message and "/project/pyproject.toml" in message
+    assert any(form in message for form in (shown(value), repr(value), str(value))), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [("sampling-hz", 20, 20.0), ("check-interval", 0.25, 0.25), ("baseline-repeats", 3, 3), ("macs-cap", 2e9, 2_000_000_000),
+     ("all", True, True), ("baseline-max-age", "12h", 43200.0)],
+)
+def test_toml_values_of_the_right_type_still_work(key: str, value: Any, expected: Any) -> None:
+    field = {"sampling-hz": "sampling_hz", "check-interval": "check_interval_s", "baseline-repeats": "baseline_repeats",
+             "macs-cap": "macs_cap", "all": "all", "baseline-max-age": "baseline_max_age_s"}[key]
+    assert getattr(settings(pyproject={key: value}), field) == expected
+
+
+def test_ini_value_of_the_wrong_type_names_the_ini_key() -> None:
+    with pytest.raises(ConfigError, match=r"ini key 'energy_sampling_hz': expected a positive number, got \[1\]"):
+        settings(ini={"energy_sampling_hz": [1]})
+
+
+def test_metadata_dates_and_times_become_iso_strings() -> None:
+    metadata = {
+        "released": datetime.date(2024, 6, 1),
+        "run": {"started": datetime.datetime(2024, 6, 1, 7, 32, tzinfo=datetime.timezone.utc), "at": datetime.time(7, 32)},
+        "dates": [datetime.date(2024, 1, 1)],
+        "team": "A",
+        "seed": 3,
+    }
+    assert settings(pyproject={"metadata": metadata}).metadata == {
+        "released": "2024-06-01",
+        "run": {"started": "2024-06-01T07:32:00+00:00", "at": "07:32:00"},
+        "dates": ["2024-01-01"],
+        "team": "A",
+        "seed": 3,
+    }
+
+
+def test_metadata_that_json_cannot_hold_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"key 'metadata': run.loss = nan cannot go into a JSON report"):
+        settings(pyproject={"metadata": {"run": {"loss": float("nan")}}})
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ("sampling-hz = [1]", "key 'sampling-hz': expected a positive number, got [1]"),
+        ("check-interval = 1979-05-27", "key 'check-interval': expected a positive number, got 1979-05-27 (a TOML date)"),
+        ("check-interval = {seconds = 1}", "key 'check-interval': expected a positive number, got {'seconds': 1}"),
+        ("check-interval = 07:32:00", "key 'check-interval': expected a positive number, got 07:32:00 (a TOML time)"),
+        ("baseline-max-age = 1979-05-27T07:32:00", "key 'baseline-max-age'"),
+        ("macs-cap = [1]", "key 'macs-cap'"),
+    ],
+)
+def test_toml_value_of_the_wrong_type_is_a_usage_error(pytester: pytest.Pytester, table: str, named: str) -> None:
+    pytester.makepyfile(MARKED_TESTS)
+    pytester.makefile(".toml", pyproject=f"[tool.pytest-energy]\nmeter = \"none\"\n{table}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert named in line
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_ini_list_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """In a subprocess: pytest itself warns (PytestRemovedIn10Warning) about a list for a string ini key."""
+    pytester.makepyfile(MARKED_TESTS)
+    pytester.makefile(".toml", pyproject='[tool.pytest.ini_options]\nenergy_meter = "none"\nenergy_sampling_hz = [1]\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert "ini key 'energy_sampling_hz'" in line
+
+
+def test_metadata_with_a_toml_date_reaches_the_json_report(pytester: pytest.Pytester, run_energy: Callable) -> None:
+    pytester.makepyfile("import pytest\n\n@pytest.mark.energy\ndef test_measured():\n    pass\n")
+    pytester.makefile(".toml", pyproject='[tool.pytest-energy]\nmeter = "none"\n\n'
+                                         '[tool.pytest-energy.metadata]\nreleased = 2024-06-01\nstarted = 2024-06-01T07:32:00Z\n')
+    run = run_energy()
+    run.result.assert_outcomes(passed=1)
+    assert run.report is not None
+    assert run.report["metadata"] == {"released": "2024-06-01", "started": "2024-06-01T07:32:00+00:00"}
+
+
+# -- empty options on the command line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [option for option in OPTIONS if not option.flag], ids=lambda option: option.cli)
+def test_an_empty_option_on_the_command_line_is_refused(option: Any) -> None:
+    with pytest.raises(ConfigError, match=rf"^option {option.cli} is empty .*give it a value or remove the option$"):
+        settings(cli={option.dest: ""})
+
+
+@pytest.mark.parametrize("option", ["--energy-cap=", "--macs-cap=", "--energy-json="])
+def test_an_empty_option_is_a_usage_error(pytester: pytest.Pytester, option: str) -> None:
+    """``--energy-cap=$ENERGY_CAP`` with the variable unset must not silently mean "no cap"."""
+    pytester.makepyfile(MARKED_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert f"option {option[:-1]} is empty" in line
+    result.stdout.no_fnmatch_line("*passed*")
+
+
+def test_an_empty_ini_key_still_means_unset() -> None:
+    assert settings(ini={"energy_cap": ""}).cap_for("test") is None
+
+
+# -- marker arguments ----------------------------------------------------------------------------
+
+
+def test_energy_marker_arguments_are_parsed() -> None:
+    marker = parse_energy_marker((), {"phase": "train", "cap": "2 kWh", "system": "crnn", "macs_input": [1, 64],
+                                      "macs_model": "model"}, "t.py::test")
+    assert marker == EnergyMarker("train", pytest.approx(2 * KWH), "crnn", (1, 64), "model")
+    assert parse_energy_marker((), {}, "t.py::test") == EnergyMarker()
+    assert parse_baseline_marker((), {"reference": "5 kJ"}, "t.py::test") == pytest.approx(5 * KJ)
+    assert parse_baseline_marker((), {}, "t.py::test") is None
+
+
+BAD_MARKERS = [
+    ('energy(phase="bogus")', "energy marker phase must be 'train' or 'test', got 'bogus'"),
+    ('energy(cap="2kW")', "energy marker cap: invalid energy '2kW': 'kw' is a unit of power"),
+    ("energy(cap=5)", "energy marker cap: expected an energy string such as \"2kWh\""),
+    ('energy(phse="train")', "energy marker has no argument 'phse' (its arguments: phase, cap, system"),
+    ('energy("train")', "energy marker takes keyword arguments only"),
+    ("energy(macs_input=(1, 0))", "energy marker macs_input: invalid input shape (1, 0)"),
+    ("energy(system=3)", "energy marker system must be a string, got 3"),
+    ('energy_baseline(reference="1 kW")', "energy_baseline marker reference: invalid energy '1 kW'"),
+    ('energy_baseline(reference="0 J")', "energy_baseline marker reference: must be more than zero"),
+    ('energy_baseline(refrence="1 kJ")', "energy_baseline marker has no argument 'refrence' (its arguments: reference)"),
+    ('energy_baseline("1 kJ")', "energy_baseline marker takes keyword arguments only"),
+]
+
+
+@pytest.mark.parametrize(("marker", "message"), BAD_MARKERS)
+def test_bad_marker_is_a_usage_error_at_collection_naming_the_test_and_the_value(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
     pytester.makepyfile(
-        """
+        test_markers=f"""
         import pytest
 
-        @pytest.mark.energy(cap="2kW")
-        def test_bad_cap():
+        def test_before():
             pass
 
-        def test_other():
+        @pytest.mark.{marker}
+        def test_bad():
             pass
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*test_bad_cap*energy marker cap*'2kW'*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert line.startswith("ERROR: pytest-energy: test_markers.py::test_bad: ")
+    assert message in line
+    assert "energy marker cap" not in line or "cap=" in marker
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    result.stdout.no_fnmatch_line("*passed*")
+
+
+def test_bad_marker_on_a_class_is_found_for_its_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_markers="""
+        import pytest
+
+        @pytest.mark.energy(cap=5)
+        class TestTraining:
+            def test_one(self):
+                pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert "test_markers.py::TestTraining::test_one: energy marker cap" in line
+
+
+def test_bad_marker_under_xdist_is_a_usage_error_too(pytester: pytest.Pytester) -> None:
+    """Workers collect; the controller stops with the same one line and exit code 4."""
+    pytester.makepyfile(test_markers="import pytest\n\n@pytest.mark.energy(phase='bogus')\ndef test_bad():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy-meter=none", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: pytest-energy: test_markers.py::test_bad: energy marker phase must be 'train' or 'test', got 'bogus'" in (
+        result.errlines + result.outlines)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

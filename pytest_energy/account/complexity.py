@@ -1,7 +1,7 @@
 """Count a torch model's complexity: MACs for one forward pass and its parameters.
 
 Two counters run on a float32 CPU copy of the model, in eval mode, under ``torch.no_grad``;
-the model itself is never run, moved or hooked:
+the model itself is never run, moved or hooked, and the user's hooks never run:
 
 - ``torch.utils.flop_counter.FlopCounterMode`` counts every matmul, convolution and attention
   operator the forward pass dispatches, wherever it is called from (modules, functional calls,
@@ -26,6 +26,7 @@ import copy
 import importlib
 import io
 import itertools
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
@@ -88,7 +89,7 @@ def count_complexity(model: Any, example_inputs: Any) -> Complexity:
     counted = _cpu_copy(torch, model)
     args = tuple(_to_cpu(torch, value) for value in args)
     kwargs = {name: _to_cpu(torch, value) for name, value in kwargs.items()}
-    with _quiet(), torch.no_grad(), _countable_kernels(torch):
+    with _quiet(), torch.no_grad(), _countable_kernels(torch), _without_global_hooks(torch):
         macs, unseen_by_module = _operator_macs(torch, thop_profile, counted, args, kwargs)
         macs_thop = _thop_macs(torch, thop, counted, args, kwargs)
 
@@ -119,14 +120,20 @@ def count_complexity(model: Any, example_inputs: Any) -> Complexity:
 def example_from_shape(shape: Sequence[int], dtype: str = "float32") -> torch.Tensor:
     """A zero tensor of ``shape``: the example input for a marker such as ``macs_input=(1, 128, 626)``."""
     torch = _require("torch")
+    checked = input_shape(shape)
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ValueError(f"invalid dtype {dtype!r}: write a torch dtype name such as 'float32'")
+    return torch.zeros(checked, dtype=torch_dtype)
+
+
+def input_shape(shape: Any) -> Shape:
+    """``shape`` as a tuple of positive integers, or a ValueError saying how to write it (no torch needed)."""
     if not isinstance(shape, (tuple, list)) or not shape or not all(
         isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in shape
     ):
         raise ValueError(f"invalid input shape {shape!r}: write a tuple of positive integers, e.g. (1, 128, 626)")
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ValueError(f"invalid dtype {dtype!r}: write a torch dtype name such as 'float32'")
-    return torch.zeros(tuple(shape), dtype=torch_dtype)
+    return tuple(shape)
 
 
 def _require(name: str) -> Any:
@@ -170,6 +177,27 @@ def _countable_kernels(torch: Any) -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
+@contextlib.contextmanager
+def _without_global_hooks(torch: Any) -> Iterator[None]:
+    """Hold back the hooks registered for every module (``register_module_forward_hook``, ...) while counting.
+
+    FlopCounterMode and THOP register their own while they run; those are left alone.
+    """
+    module_py = sys.modules[torch.nn.Module.__module__]
+    tables = [table for name, table in vars(module_py).items() if name.startswith("_global_") and isinstance(table, dict)]
+    held_back = [dict(table) for table in tables]
+    for table in tables:
+        table.clear()
+    try:
+        yield
+    finally:
+        for table, hooks in zip(tables, held_back):
+            added = dict(table)
+            table.clear()
+            table.update(hooks)
+            table.update(added)
+
+
 def _split_inputs(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
     if isinstance(example_inputs, dict):
         return (), dict(example_inputs)
@@ -190,10 +218,12 @@ def _to_cpu(torch: Any, value: Any) -> Any:
 
 
 def _cpu_copy(torch: Any, model: torch.nn.Module) -> torch.nn.Module:
-    """Deep-copy ``model`` with its parameters and buffers copied straight to float32 CPU tensors.
+    """Deep-copy ``model`` with its parameters and buffers copied straight to float32 CPU tensors, and no hooks.
 
     The tensors are put in the deep-copy memo first, so a model on a GPU is never duplicated there,
-    tied weights stay tied and no gradient is copied.
+    tied weights stay tied and no gradient is copied. Each module's hook tables (forward, forward-pre,
+    backward, state-dict) are replaced by empty ones: the user's hooks never run on the copy (a hook
+    storing activations keeps its value) and are not copied (a hook's object may not be copyable).
     """
     memo: Dict[int, Any] = {}
     for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -201,6 +231,10 @@ def _cpu_copy(torch: Any, model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(tensor, torch.nn.Parameter):
             copied = torch.nn.Parameter(copied, requires_grad=False)
         memo[id(tensor)] = copied
+    for module in model.modules():
+        for name, hooks in vars(module).items():
+            if "hooks" in name and isinstance(hooks, dict):
+                memo[id(hooks)] = type(hooks)()
     counted = copy.deepcopy(model, memo)
     counted.eval()
     return counted
