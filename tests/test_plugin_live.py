@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
@@ -108,9 +107,7 @@ def test_after_it():
     burn(0.2)
 """
     )
-    started = time.perf_counter()
     run = run_energy("--energy-meter=codecarbon", "--energy-cap=5J", "--energy-check-interval=0.1")
-    assert time.perf_counter() - started < 15.0
     run.result.assert_outcomes(failed=1, passed=1)
     [message] = [line for line in run.result.outlines if "stopped early at" in line and not line.startswith("FAILED")]
     assert "exceeds cap 5.00 J" in message, message
@@ -118,8 +115,8 @@ def test_after_it():
     entry = run.entry("test_burns_for_30_s")
     assert (entry["outcome"], entry["verdict"]) == ("failed", "over-cap")
     stopped = entry["stopped_early"]
-    assert stopped["limit"] == "cap" and stopped["energy_j"] > 5.0 and 0 < stopped["at_s"] < 15.0
-    assert entry["energy_j"] >= stopped["energy_j"] and entry["duration_s"] < 15.0
+    assert stopped["limit"] == "cap" and stopped["energy_j"] > 5.0 and 0 < stopped["at_s"] < 30.0
+    assert entry["energy_j"] >= stopped["energy_j"] and entry["duration_s"] < 30.0  # the burn would take 30 s
     after = run.entry("test_after_it")
     assert (after["outcome"], after["verdict"]) == ("passed", "pass") and "stopped_early" not in after
 
@@ -131,9 +128,7 @@ def test_overshoot_past_the_cap_is_small_on_a_counter(
     pytester.makepyfile(
         rapl_suite(powercap, "\n\n@pytest.mark.energy(cap='5J')\ndef test_spends():\n    spend_forever(20.0)\n")
     )
-    started = time.perf_counter()
     run = run_energy("--energy-meter=rapl")
-    assert time.perf_counter() - started < 10.0
     run.result.assert_outcomes(failed=1)
     run.result.stdout.fnmatch_lines(
         ["energy * J exceeds cap 5.00 J (gpu unmeasured, cpu * J, ram 0 J; meter rapl-counter); stopped early at *"]
@@ -545,13 +540,12 @@ def test_xdist_workers_measure_and_the_controller_writes_one_report(
         + "".join(f"\n\n@pytest.mark.energy\ndef test_{n}():\n    burn(0.1)\n" for n in range(4))
         + "\n\n@pytest.mark.energy(cap='5J')\ndef test_runaway():\n    burn(30.0)\n"
     )
-    started = time.perf_counter()
     run = run_energy("--energy-meter=codecarbon", "-n", "2", subprocess=True)
-    assert time.perf_counter() - started < 20.0
     run.result.assert_outcomes(passed=4, failed=1)
     valid(run.report, report_schema)
     assert sorted(run.nodeids) == [f"test_{n}" for n in range(4)] + ["test_runaway"]
-    assert run.entry("test_runaway")["stopped_early"]["limit"] == "cap"
+    runaway = run.entry("test_runaway")
+    assert runaway["stopped_early"]["limit"] == "cap" and runaway["duration_s"] < 30.0  # the burn would take 30 s
     assert {entry["worker"] for entry in run.report["tests"]} == {"gw0", "gw1"}
     assert all(entry["energy_j"] > 0 for entry in run.report["tests"])
     assert len(warning_lines(run.result.outlines, "2 xdist workers measured tests concurrently")) == 1
