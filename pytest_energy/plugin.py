@@ -147,16 +147,17 @@ class EnergyPlugin:
         self._compare_note = ""
         self.notices: Dict[str, None] = {}  # ordered and without repeats
         self._unsent_notices: List[str] = []  # on a worker: not yet sent to the controller
+        self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
-        if compare is not None:
+        if compare == "latest" and not self.run_store().has_runs():
+            self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
+        elif compare == "latest":
+            self._compare_latest = True
+        elif compare is not None:
             try:
-                path, document = self.run_store().load(None if compare == "latest" else compare)
+                self._stored_run = StoredRun.from_document(*self.run_store().load(compare))
             except RunStoreError as exc:
-                if compare != "latest" or self.run_store().has_runs():
-                    raise pytest.UsageError(f"pytest-energy: {exc}") from None
-                self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
-            else:
-                self._stored_run = StoredRun.from_document(path, document)
+                raise pytest.UsageError(f"pytest-energy: {exc}") from None
 
     def notice(self, message: str) -> None:
         """Something that makes the figures incomplete, shown once in the energy summary.
@@ -171,6 +172,21 @@ class EnergyPlugin:
 
     def run_store(self) -> RunStore:
         return RunStore(Path(self.config.rootpath, self.settings.storage))
+
+    def stored_run(self) -> Optional[StoredRun]:
+        """The run compared with; the latest of this hardware is looked up once its fingerprint is known."""
+        fingerprint = self.environment.get("fingerprint")
+        if self._compare_latest and fingerprint:
+            self._compare_latest = False
+            try:
+                path, document, skipped = self.run_store().latest(fingerprint)
+            except RunStoreError as exc:
+                self._compare_note = f"{exc}: nothing compared this time"
+            else:
+                self._stored_run = StoredRun.from_document(path, document)
+                for message in skipped:
+                    self.notice(message)
+        return self._stored_run
 
     # -- measuring -------------------------------------------------------------------------
     def meter(self) -> Meter:
@@ -462,19 +478,20 @@ class EnergyPlugin:
         return failures
 
     def _regression(self, item: pytest.Item, state: TestState) -> Optional[CapFailure]:
-        if self._stored_run is None or self.settings.compare_fail is None or state.measurement is None:
+        stored = self.stored_run()
+        if stored is None or self.settings.compare_fail is None or state.measurement is None:
             return None
         failure = check_regression(
             item.nodeid,
             state.measurement.total_j,
             state.extra.get("energy_normalized_j"),
             self.environment.get("fingerprint"),
-            self._stored_run,
+            stored,
             self.settings.compare_fail,
             self.settings.unit,
         )
         if failure is not None:
-            state.extra["comparison"] = {"run": self._stored_run.path.name, "verdict": failure.verdict, "message": failure.message}
+            state.extra["comparison"] = {"run": stored.path.name, "verdict": failure.verdict, "message": failure.message}
         return failure
 
     def _record(self, item: pytest.Item, state: TestState, outcome: str) -> Record:
@@ -555,8 +572,9 @@ class EnergyPlugin:
     def document(self) -> Dict[str, Any]:
         session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
                                    "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
-        if self._stored_run is not None:
-            session["compared_with"] = str(self._stored_run.path)
+        stored = self.stored_run()
+        if stored is not None:
+            session["compared_with"] = str(stored.path)
         normalization = self.session_normalization()
         extra = {
             "normalization": normalization.to_json() if normalization else None,
@@ -596,7 +614,7 @@ class EnergyPlugin:
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
-        if self._compare_note:
+        if self.stored_run() is None and self._compare_note:
             terminalreporter.write_line(f"energy comparison: {self._compare_note}")
         if self._saved_run is not None:
             terminalreporter.write_line(f"energy run stored as {self._saved_run}")

@@ -277,6 +277,72 @@ def test_corrupt_or_foreign_entry_is_discarded_with_one_warning_and_measured_aga
     assert run.report["normalization"]["factor"] == pytest.approx(10.0 / target["energy_j"])
 
 
+def rewrite_entry(path: Path, **changes: str) -> None:
+    """Replace fields of the entry with raw JSON text (so values Python would not write, such as 1e999, get in)."""
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    text = json.dumps({**entry, **{name: f"@{name}@" for name in changes}})
+    for name, raw in changes.items():
+        text = text.replace(f'"@{name}@"', raw)
+    path.write_text(text, encoding="utf-8")
+
+
+SPOILED_ENTRIES = {  # how an entry is spoiled -> what the discard line says
+    "wrong-types": (lambda path: rewrite_entry(path, energies_j='"a lot"', hardware="[1, 2]"), "*"),
+    "overflowing-float": (lambda path: rewrite_entry(path, energies_j="[1e999]", energy_j="1e999"),
+                          "baseline energy must be a finite number of joules more than zero, got inf"),
+    "huge-int": (lambda path: rewrite_entry(path, energies_j=f"[{10 ** 400}]", energy_j=f"{10 ** 400}"),
+                 "baseline energy must be a finite number of joules more than zero, got 1000*"),
+    "zero-energy": (lambda path: rewrite_entry(path, energies_j="[0.0]", energy_j="0.0"),
+                    "baseline energy must be a finite number of joules more than zero, got 0.0"),
+    "future": (lambda path: rewrite_entry(path, measured_at='"2999-01-01T00:00:00+00:00"'),
+               "it is dated 2999-01-01T00:00:00+00:00, in the future"),
+    "directory": (lambda path: (path.unlink(), path.mkdir(), (path / "x").write_text("x")), "*Is a directory*"),
+}
+
+
+@pytest.mark.parametrize("mode", ["use", "refresh"])
+@pytest.mark.parametrize("spoiled", sorted(SPOILED_ENTRIES))
+def test_an_entry_of_wrong_types_overflowing_future_or_a_directory_is_discarded_not_a_crash(
+    measure: Callable, pytester: pytest.Pytester, spoiled: str, mode: str
+) -> None:
+    path = seed_cache(pytester, measure)
+    spoil, why = SPOILED_ENTRIES[spoiled]
+    spoil(path)
+    run = measure(f"--energy-baseline={mode}")
+    no_crash(run.result)
+    run.result.assert_outcomes(passed=2, warnings=0)
+    discarded = [line for line in run.result.outlines if "discarded the" in line]
+    if mode == "use":
+        assert len(discarded) == 1, discarded
+        run.result.stdout.fnmatch_lines([f"pytest-energy: baseline: discarded the * baseline cache entry {path}: {why}; measuring it again"])
+    else:
+        assert discarded == []
+    assert baseline_of(run)["source"] == "measured"
+    assert only_cache_entry(pytester)["energy_j"] == baseline_of(run)["energy_j"]
+
+
+def test_an_unreadable_entry_is_discarded_with_one_line(
+    measure: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = seed_cache(pytester, measure)
+    real_read_bytes = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    run = measure()
+    no_crash(run.result)
+    run.result.assert_outcomes(passed=2, warnings=0)
+    run.result.stdout.fnmatch_lines(
+        [f"pytest-energy: baseline: discarded the unreadable baseline cache entry {path}: *Permission denied*; measuring it again"]
+    )
+    monkeypatch.undo()
+    assert only_cache_entry(pytester)["energy_j"] == baseline_of(run)["energy_j"]
+
+
 def test_an_entry_of_other_hardware_is_kept_but_not_reused(measure: Callable, pytester: pytest.Pytester) -> None:
     path = seed_cache(pytester, measure)
     foreign = describe_other_hardware(json.loads(path.read_text(encoding="utf-8")))
