@@ -30,23 +30,30 @@ STALE_WINDOW_S = 24 * 3600.0  # where a process cannot be asked whether it lives
 
 @contextlib.contextmanager
 def _locked_json(path: Path, empty: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
-    """The JSON object in ``path`` (``empty`` when missing or unreadable), written back on leaving.
+    """The JSON object in ``path`` (``empty`` when missing or unreadable), written back on leaving if changed.
 
+    Every reader takes the lock too, so the file is rewritten in place: no truncating
+    open and no rename, which ext4 flushes to disk (milliseconds per measured test).
     Raises ``OSError`` (a ``filelock.Timeout`` included) when the file cannot be used.
     """
     import filelock
 
     with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S, mode=0o666):
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            state = None
-        if not isinstance(state, dict) or set(state) != set(empty):
-            state = json.loads(json.dumps(empty))
-        yield state
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(staging, path)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with os.fdopen(descriptor, "r+b") as handle:
+            text = handle.read()
+            try:
+                state = json.loads(text)
+            except ValueError:
+                state = None
+            if not isinstance(state, dict) or set(state) != set(empty):
+                state = json.loads(json.dumps(empty))
+            yield state
+            new_text = json.dumps(state).encode("utf-8")
+            if new_text != text:
+                handle.seek(0)
+                handle.write(new_text)
+                handle.truncate()
 
 
 def _alive(pid: object, started: object) -> bool:

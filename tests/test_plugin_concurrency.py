@@ -12,11 +12,13 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+import jsonschema
 import pytest
 
 from fakes.powercap import FakePowercap
 from pytest_energy.concurrency import claim_machine
 from pytest_energy.measure import rapl
+from pytest_energy.report.json_report import load_schema
 
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
 TEST_ENERGY_J = 10.0
@@ -27,6 +29,7 @@ import functools
 import os
 
 from pytest_energy.measure import rapl
+from pytest_energy.report.json_report import load_schema
 
 ROOTS = {roots!r}
 ROOT = ROOTS[os.environ.get("PYTEST_XDIST_WORKER", "gw0")]
@@ -124,6 +127,7 @@ def cached_entries(pytester: pytest.Pytester) -> list:
 
 def assert_contended_and_not_cached(run: Any, pytester: pytest.Pytester, why: str) -> Dict[str, Any]:
     """The run normalised with its baseline, said it was contended, marked it so, and cached nothing."""
+    jsonschema.validate(run.report, load_schema())
     [target] = run.report["baseline"]
     assert (target["source"], target["contended"]) == ("contended", True)
     assert target["energy_j"] == pytest.approx(5.0)
