@@ -435,12 +435,21 @@ class EnergyPlugin:
 
     def _baseline_contention(self, nodeid: str) -> Optional[str]:
         """What else measured on this machine while the baseline ``nodeid`` ran, if anything."""
-        if self._machine_shared:
+        if self._machine_shared or (self.is_worker and not self._machine_free()):
             return "another pytest-energy session held this machine"
         mark = self._baseline_marks.pop(nodeid, None)
         if mark is not None and self._activity_call(self._activity.overlapped_since, mark):
             return "another process (an xdist worker or another session) measured on this machine"
         return None
+
+    @staticmethod
+    def _machine_free() -> bool:
+        """On an xdist worker (whose controller does not hold the machine lock): whether no other session does."""
+        lock, _ = claim_machine()
+        if lock is None:
+            return False
+        lock.release()  # type: ignore[attr-defined]
+        return True
 
     def _cap_normalization(self, state: TestState) -> Optional[Normalization]:
         """The normalisation a cap compares with (``--energy-normalized``), if any."""

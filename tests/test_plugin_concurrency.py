@@ -158,12 +158,14 @@ def test_a_baseline_measured_beside_another_workers_test_is_used_once_and_not_ca
     assert len(cached_entries(pytester)) == 1
 
 
+@pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
 def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cached(
-    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    xdist: bool
 ) -> None:
     tree = FakePowercap(tmp_path / "gw0").add_package(0)
     monkeypatch.setattr(rapl, "RaplSource", functools.partial(rapl.RaplSource, tree.root))
-    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root)}))
+    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root), "gw1": str(tree.root)}))
     pytester.makepyfile(
         "import os\nfrom pathlib import Path\n\nimport pytest\n\nfrom conftest import ROOT\n\n\n"
         "@pytest.mark.energy_baseline\ndef test_reference_workload():\n"
@@ -174,7 +176,7 @@ def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cach
     other_session, warning = claim_machine()
     assert warning is None
     try:
-        run = run_energy("--energy-meter=rapl")
+        run = run_energy("--energy-meter=rapl", "-n", "2", subprocess=True) if xdist else run_energy("--energy-meter=rapl")
     finally:
         other_session.release()  # type: ignore[union-attr]
     run.result.assert_outcomes(passed=1)
