@@ -32,7 +32,7 @@ class BaselineTarget:
     reference_j: Optional[float]
     cache: BaselineCache
     entry: Optional[BaselineEntry] = None
-    source: str = ""  # "cached" or "measured"
+    source: str = ""  # "cached", "measured", or "contended" (measured beside other work, so not cached)
     message: str = ""
 
     def to_json(self) -> Dict[str, Any]:
@@ -46,6 +46,7 @@ class BaselineTarget:
             "measured_at": entry.measured_at if entry else None,
             "meter": entry.meter if entry else None,
             "source": self.source or None,
+            "contended": self.source == "contended",
             "cache": self.message,
         }
 
@@ -129,14 +130,21 @@ class BaselinePlan:
     def target_for(self, nodeid: str) -> Optional[BaselineTarget]:
         return next((target for target in self.targets if target.nodeid == nodeid), None)
 
-    def measured(self, nodeid: str, energies_j: Sequence[float], hardware: Mapping[str, Any], meter: str) -> Optional[str]:
-        """Store a fresh measurement of a baseline test; returns a warning on large spread."""
+    def measured(self, nodeid: str, energies_j: Sequence[float], hardware: Mapping[str, Any], meter: str,
+                 cache: bool = True) -> Optional[str]:
+        """Use a fresh measurement of a baseline test, and cache it unless ``cache`` is False (a contended
+        measurement); returns a warning on large spread."""
         target = self.target_for(nodeid)
         if target is None:
             return None
         entry = BaselineEntry.from_repeats(hardware, energies_j, meter, nodeid)
+        if not cache:
+            target.entry, target.source = entry, "contended"
+            target.message = "measured in this run while other work was measured on the machine: used for this run only, not cached"
+            return entry.spread_warning
+        target.entry, target.source, target.message = entry, "measured", "measured in this run"
         target.cache.store(entry)
-        target.entry, target.source, target.message = entry, "measured", "measured in this run and cached"
+        target.message = "measured in this run and cached"
         return entry.spread_warning
 
     def normalization(self) -> Optional[Normalization]:

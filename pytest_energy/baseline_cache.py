@@ -5,7 +5,9 @@ chooses (pytest's cache: ``config.cache.mkdir("energy-baseline")``), so a cache 
 by machines of different kinds keeps one entry for each. Writes go to a temporary
 file that replaces the entry atomically, under a ``filelock.FileLock``; reads take
 the same lock, so a reader never discards an entry another process is writing. An
-entry that is not valid JSON, or not this schema, is deleted and reported, never used.
+entry that cannot be read, is not valid JSON, is not this schema, holds an energy that
+is not a finite number of joules more than zero, or is dated in the future, is deleted
+and reported, never used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,6 +34,7 @@ FINGERPRINT_KEYS = ("gpu_models", "gpu_count", "gpu_driver", "cpu_model", "meter
 SPREAD_WARNING_CV = 0.20  # coefficient of variation above which repeats are called unstable
 LOCK_TIMEOUT_S = 60.0
 STATUSES = ("hit", "miss", "expired", "fingerprint-changed", "baseline-changed", "corrupt")
+CLOCK_SKEW_S = 300.0  # an entry dated later than this in the future is not trusted
 
 
 class BaselineCacheError(Exception):
@@ -70,10 +74,12 @@ def summarize_repeats(energies_j: Sequence[float]) -> Tuple[float, float, Option
     if not energies_j:
         raise ValueError("no baseline measurement to summarise")
     for energy in energies_j:
-        if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not math.isfinite(energy) or energy <= 0:
-            raise ValueError(f"baseline energy must be a finite number of joules more than zero, got {energy!r}")
+        if not _positive_finite(energy):
+            raise ValueError(f"baseline energy must be a finite number of joules more than zero, got {str(energy)[:40]}")
     mean = statistics.fmean(energies_j)
     std = statistics.stdev(energies_j) if len(energies_j) > 1 else 0.0
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise ValueError("baseline energies too large to average")
     if std / mean <= SPREAD_WARNING_CV:
         return mean, std, None
     warning = (
@@ -83,6 +89,27 @@ def summarize_repeats(energies_j: Sequence[float]) -> Tuple[float, float, Option
         f"setups). Check for other load on the machine, or raise baseline-repeats."
     )
     return mean, std, warning
+
+
+def _positive_finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _discard(path: Path) -> str:
+    """Remove a cache entry that cannot be used (a file, or a directory in its place); why not, if it stays."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as error:
+        return f" (it stays: cannot remove it: {error})"
+    return ""
 
 
 def _utc_now() -> datetime.datetime:
@@ -222,16 +249,21 @@ class BaselineCache:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 return self._miss(fingerprint)
+            except OSError as error:  # a directory in its place, no permission to read it
+                message = f"discarded the unreadable baseline cache entry {path}: {error}{_discard(path)}"
+                return Lookup(None, "corrupt", message)
             try:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
                 entry = BaselineEntry.from_json(json.loads(raw.decode("utf-8")))
                 if entry.fingerprint != fingerprint:
                     raise ValueError(f"it is filed under {fingerprint} but describes {entry.fingerprint}")
-            except ValueError as error:
-                path.unlink()
-                return Lookup(None, "corrupt", f"discarded the corrupt or foreign baseline cache entry {path}: {error}")
+                age = entry.age_s(now)
+                if age < -CLOCK_SKEW_S:
+                    raise ValueError(f"it is dated {entry.measured_at}, in the future")
+            except (ValueError, TypeError, OverflowError, RecursionError) as error:
+                message = f"discarded the corrupt or foreign baseline cache entry {path}: {error}{_discard(path)}"
+                return Lookup(None, "corrupt", message)
         if nodeid is not None and entry.nodeid != nodeid:
             return Lookup(None, "baseline-changed", f"cached baseline was measured by {entry.nodeid}, not {nodeid}")
-        age = entry.age_s(now)
         if max_age_s is not None and age > max_age_s:
             message = f"cached baseline from {entry.measured_at} is {age:.0f} s old (limit {max_age_s:.0f} s)"
             return Lookup(None, "expired", message)
@@ -269,9 +301,6 @@ class BaselineCache:
         removed = []
         for path in targets:
             with self._locked(path.stem):
-                try:
-                    path.unlink()
+                if (path.exists() or path.is_symlink()) and not _discard(path):
                     removed.append(path)
-                except FileNotFoundError:
-                    pass
         return removed

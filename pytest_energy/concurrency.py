@@ -1,18 +1,153 @@
-"""Notice when measurements overlap: another pytest session, or other xdist workers.
+"""Notice when measurements overlap, and share a session's energy between xdist workers.
 
 Every counter the meters read (GPU, CPU package, DRAM, CodeCarbon's machine mode) is
 machine-wide, so work running beside a test is counted in its figure. A session holds
 a lock file in the temp directory while it measures; a second session that finds it
-held warns that both sessions' figures overlap.
+held warns that both sessions' figures overlap. Every measuring process (xdist worker
+or not) also lists its open windows in one small file there (``Activity``), so a
+baseline can tell whether any other process measured while it ran. ``SharedTotal`` is
+the energy a whole xdist session has spent, which its workers add to after each test.
+Both files are read and written under a ``filelock.FileLock``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import math
+import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 LOCK_NAME = "pytest-energy-machine.lock"
+ACTIVITY_NAME = "pytest-energy-activity.json"
+LOCK_TIMEOUT_S = 30.0
+STALE_WINDOW_S = 24 * 3600.0  # where a process cannot be asked whether it lives (Windows), its windows expire
+
+
+@contextlib.contextmanager
+def _locked_json(path: Path, empty: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    """The JSON object in ``path`` (``empty`` when missing or unreadable), written back on leaving if changed.
+
+    Every reader takes the lock too, so the file is rewritten in place: no truncating
+    open and no rename, which ext4 flushes to disk (milliseconds per measured test).
+    Raises ``OSError`` (a ``filelock.Timeout`` included) when the file cannot be used.
+    """
+    import filelock
+
+    with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S, mode=0o666):
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with os.fdopen(descriptor, "r+b") as handle:
+            text = handle.read()
+            try:
+                state = json.loads(text)
+            except ValueError:
+                state = None
+            if not isinstance(state, dict) or set(state) != set(empty):
+                state = json.loads(json.dumps(empty))
+            yield state
+            new_text = json.dumps(state).encode("utf-8")
+            if new_text != text:
+                handle.seek(0)
+                handle.write(new_text)
+                handle.truncate()
+
+
+def _alive(pid: object, started: object) -> bool:
+    """Whether the process that opened a window still runs (so its window may still be open)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(started, (int, float)):
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would stop the process there
+        return time.time() - started < STALE_WINDOW_S
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivityMark:
+    """What ``Activity.mark`` saw at the start of an interval."""
+
+    opened: int  # windows opened on the machine so far
+    own_opened: int  # of which this process opened
+    others_active: bool
+
+
+class Activity:
+    """The measurement windows open on this machine, in a file every pytest-energy process shares.
+
+    The file counts every window ever opened and lists the open ones with their process,
+    so an interval (a baseline's measurement) overlapped another process's window when
+    one was open at its start or its end, or one was opened during it.
+    """
+
+    def __init__(self, directory: Optional[Path] = None):
+        self.path = Path(directory or tempfile.gettempdir()) / ACTIVITY_NAME
+        self._own_opened = 0
+
+    def _state(self) -> "contextlib.AbstractContextManager[Dict[str, Any]]":
+        return _locked_json(self.path, {"opened": 0, "active": {}})
+
+    def open_window(self) -> str:
+        """Register a window of this process; returns its key for ``close_window``."""
+        with self._state() as state:
+            opened = state["opened"] if isinstance(state["opened"], int) else 0
+            state["opened"] = opened + 1
+            self._own_opened += 1
+            key = f"{os.getpid()}-{self._own_opened}"
+            active = state["active"] if isinstance(state["active"], dict) else {}
+            state["active"] = {**self._live(active), key: [os.getpid(), time.time()]}
+        return key
+
+    def close_window(self, key: str) -> None:
+        with self._state() as state:
+            active = state["active"] if isinstance(state["active"], dict) else {}
+            state["active"] = {name: window for name, window in self._live(active).items() if name != key}
+
+    def mark(self) -> ActivityMark:
+        """The start of an interval that ``overlapped_since`` checks."""
+        with self._state() as state:
+            opened = state["opened"] if isinstance(state["opened"], int) else 0
+            return ActivityMark(opened, self._own_opened, self._others_active(state))
+
+    def overlapped_since(self, mark: ActivityMark) -> bool:
+        """Whether another process's window was open at any time since ``mark``."""
+        with self._state() as state:
+            opened = state["opened"] if isinstance(state["opened"], int) else 0
+            opened_by_others = (opened - mark.opened) - (self._own_opened - mark.own_opened)
+            return mark.others_active or opened_by_others > 0 or self._others_active(state)
+
+    def _others_active(self, state: Dict[str, Any]) -> bool:
+        active = state["active"] if isinstance(state["active"], dict) else {}
+        return any(window[0] != os.getpid() for window in self._live(active).values())
+
+    @staticmethod
+    def _live(active: Dict[str, Any]) -> Dict[str, Any]:
+        return {key: window for key, window in active.items()
+                if isinstance(window, list) and len(window) == 2 and _alive(*window)}
+
+
+class SharedTotal:
+    """The joules a whole xdist session has spent so far: its workers add to one file in turn."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def add(self, energy_j: float) -> float:
+        """Add ``energy_j`` (0 to read); returns the session's total. Raises ``OSError`` if the file is unusable."""
+        with _locked_json(self.path, {"energy_j": 0.0}) as state:
+            total = state["energy_j"]
+            if isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total):
+                total = 0.0
+            state["energy_j"] = total + energy_j
+            return float(state["energy_j"])
 
 
 def claim_machine(directory: Optional[Path] = None) -> "tuple[Optional[object], Optional[str]]":

@@ -12,7 +12,9 @@ Nothing heavy is imported until the first measured test starts.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -22,7 +24,7 @@ from .account.normalize import Normalization
 from .account.session import account
 from .baseline import BaselinePlan
 from .baseline_cache import BaselineCacheError
-from .concurrency import claim_machine, overlap_warning
+from .concurrency import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .config import (OPTIONS, ConfigError, EnergyMarker, Settings, add_options, build_settings, find_pyproject,
                      parse_baseline_marker, parse_energy_marker, read_pyproject)
 from .decide import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
@@ -184,6 +186,13 @@ class EnergyPlugin:
         self._json_failed = False
         self._saved_run: Optional[Path] = None
         self._machine_lock: Any = None
+        self._machine_shared = False  # another session held the machine lock when this one started measuring
+        self._activity = Activity()
+        self._baseline_marks: Dict[str, Optional[ActivityMark]] = {}
+        self._session_total: Optional[SharedTotal] = None  # under xdist with a session cap: the whole session's
+        self._session_total_sent_j = 0.0  # how much of this worker's energy is in the shared total
+        if self.is_worker and config.workerinput.get("energy_session_total"):
+            self._session_total = SharedTotal(Path(config.workerinput["energy_session_total"]))
         self._stored_run: Optional[StoredRun] = None
         self.baseline = BaselinePlan(settings)
         self.normalization: Optional[Normalization] = None
@@ -191,16 +200,17 @@ class EnergyPlugin:
         self._compare_note = ""
         self.notices: Dict[str, None] = {}  # ordered and without repeats
         self._unsent_notices: List[str] = []  # on a worker: not yet sent to the controller
+        self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
         compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
-        if compare is not None:
+        if compare == "latest" and not self.run_store().has_runs():
+            self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
+        elif compare == "latest":
+            self._compare_latest = True
+        elif compare is not None:
             try:
-                path, document = self.run_store().load(None if compare == "latest" else compare)
+                self._stored_run = StoredRun.from_document(*self.run_store().load(compare))
             except RunStoreError as exc:
-                if compare != "latest" or self.run_store().has_runs():
-                    raise pytest.UsageError(f"pytest-energy: {exc}") from None
-                self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
-            else:
-                self._stored_run = StoredRun.from_document(path, document)
+                raise pytest.UsageError(f"pytest-energy: {exc}") from None
 
     def notice(self, message: str) -> None:
         """Something that makes the figures incomplete, shown once in the energy summary.
@@ -216,6 +226,21 @@ class EnergyPlugin:
     def run_store(self) -> RunStore:
         return RunStore(Path(self.config.rootpath, self.settings.storage))
 
+    def stored_run(self) -> Optional[StoredRun]:
+        """The run compared with; the latest of this hardware is looked up once its fingerprint is known."""
+        fingerprint = self.environment.get("fingerprint")
+        if self._compare_latest and fingerprint:
+            self._compare_latest = False
+            try:
+                path, document, skipped = self.run_store().latest(fingerprint)
+            except RunStoreError as exc:
+                self._compare_note = f"{exc}: nothing compared this time"
+            else:
+                self._stored_run = StoredRun.from_document(path, document)
+                for message in skipped:
+                    self.notice(message)
+        return self._stored_run
+
     # -- measuring -------------------------------------------------------------------------
     def meter(self) -> Meter:
         if self._meter is None:
@@ -225,6 +250,7 @@ class EnergyPlugin:
             if not self.is_worker and self._meter.available:
                 self._machine_lock, overlap = claim_machine()
                 if overlap:
+                    self._machine_shared = True
                     self.notice(overlap)
             self.environment = environment(self._meter.describe())
             if not self._meter.available and self.settings.meter != "none":
@@ -284,7 +310,9 @@ class EnergyPlugin:
             yield
             return
         if state.phase == "baseline" and self.baseline.target_for(item.nodeid) is not None:
+            self._baseline_marks[item.nodeid] = self._activity_call(self._activity.mark)
             state.extra["repeats_j"] = [self._measure_once(item) for _ in range(self.settings.baseline_repeats - 1)]
+        activity = self._register_window()
         window = state.window = self.meter().window()
         self._running = (item, state)
         watchdog = self._watch(state, window)
@@ -297,12 +325,34 @@ class EnergyPlugin:
             if watchdog is not None:
                 watchdog.stop()
             state.measurement = window.stop()
+            self._unregister_window(activity)
 
     def _measure_once(self, item: pytest.Item) -> Optional[float]:
         """One extra run of a baseline test's body, for ``baseline-repeats``."""
+        activity = self._register_window()
         window = self.meter().window()
-        item.runtest()
-        return window.stop().total_j
+        try:
+            item.runtest()
+        finally:
+            energy_j = window.stop().total_j
+            self._unregister_window(activity)
+        return energy_j
+
+    def _activity_call(self, action: Any, *args: Any) -> Any:
+        """``action(*args)`` on the machine's activity file; None (and a notice) when the file is unusable."""
+        try:
+            return action(*args)
+        except OSError as exc:
+            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc})")
+            return None
+
+    def _register_window(self) -> Optional[str]:
+        """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it."""
+        return self._activity_call(self._activity.open_window) if self.meter().available else None
+
+    def _unregister_window(self, key: Optional[str]) -> None:
+        if key is not None:
+            self._activity_call(self._activity.close_window, key)
 
     def _watch(self, state: TestState, window: Window) -> Optional[Watchdog]:
         """Start a watchdog when the test has a limit that can be enforced live."""
@@ -330,8 +380,35 @@ class EnergyPlugin:
         return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()
 
     def session_energy_j(self) -> float:
-        """Energy measured so far in this process (each xdist worker counts its own)."""
-        return sum(record.energy_j or 0.0 for record in self._own_records)
+        """Energy measured so far in the session: under xdist with a session cap, by all workers together."""
+        own_j = sum(record.energy_j or 0.0 for record in self._own_records)
+        if self._session_total is None:
+            return own_j
+        try:
+            total_j = self._session_total.add(own_j - self._session_total_sent_j)
+        except OSError as exc:
+            self.notice(f"cannot share the session cap between xdist workers ({self._session_total.path}: {exc}); "
+                        "each worker counts its own energy from here on")
+            self._session_total = None
+            return own_j
+        self._session_total_sent_j = own_j
+        return total_j
+
+    def pytest_runtest_logfinish(self) -> None:
+        """Add this worker's energy to the session's total as soon as a test ends, for the other workers."""
+        if self._session_total is not None and self.is_worker:
+            self.session_energy_j()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """On the xdist controller: give every worker the file in which they count the session's energy together."""
+        if self.settings.session_cap_j is None:
+            return
+        if self._session_total is None:
+            directory = tempfile.mkdtemp(prefix="pytest-energy-session-")
+            self.config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+            self._session_total = SharedTotal(Path(directory, "session-energy.json"))
+        node.workerinput["energy_session_total"] = str(self._session_total.path)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
@@ -392,15 +469,40 @@ class EnergyPlugin:
             if not passed or any(energy is None for energy in energies):
                 self.notice(f"baseline {item.nodeid} did not pass or was not measured: no normalisation this run")
             else:
+                contention = self._baseline_contention(item.nodeid)
                 try:
-                    spread = self.baseline.measured(item.nodeid, energies, self.environment["hardware"], state.measurement.meter)  # type: ignore[union-attr]
+                    spread = self.baseline.measured(item.nodeid, energies, self.environment["hardware"],
+                                                    state.measurement.meter, cache=not contention)  # type: ignore[union-attr]
                 except (BaselineCacheError, OSError) as exc:
                     self.notice(f"cannot cache the baseline: {exc}")
                     spread = None
+                if contention:
+                    self.notice(f"baseline {item.nodeid} was measured while {contention}: its "
+                                f"{format_energy(target.entry.energy_j if target.entry else None, self.settings.unit)} "
+                                "normalises this run only and is not cached; measure it alone (no -n, no other "
+                                "session) to cache it")
                 if spread:
                     self.notice(spread)
                 self.normalization = self.baseline.normalization()
         state.extra["baseline"] = target.to_json()
+
+    def _baseline_contention(self, nodeid: str) -> Optional[str]:
+        """What else measured on this machine while the baseline ``nodeid`` ran, if anything."""
+        if self._machine_shared or (self.is_worker and not self._machine_free()):
+            return "another pytest-energy session held this machine"
+        mark = self._baseline_marks.pop(nodeid, None)
+        if mark is not None and self._activity_call(self._activity.overlapped_since, mark):
+            return "another process (an xdist worker or another session) measured on this machine"
+        return None
+
+    @staticmethod
+    def _machine_free() -> bool:
+        """On an xdist worker (whose controller does not hold the machine lock): whether no other session does."""
+        lock, _ = claim_machine()
+        if lock is None:
+            return False
+        lock.release()  # type: ignore[attr-defined]
+        return True
 
     def _cap_normalization(self, state: TestState) -> Optional[Normalization]:
         """The normalisation a cap compares with (``--energy-normalized``), if any."""
@@ -451,19 +553,20 @@ class EnergyPlugin:
         return failures
 
     def _regression(self, item: pytest.Item, state: TestState) -> Optional[CapFailure]:
-        if self._stored_run is None or self.settings.compare_fail is None or state.measurement is None:
+        stored = self.stored_run()
+        if stored is None or self.settings.compare_fail is None or state.measurement is None:
             return None
         failure = check_regression(
             item.nodeid,
             state.measurement.total_j,
             state.extra.get("energy_normalized_j"),
             self.environment.get("fingerprint"),
-            self._stored_run,
+            stored,
             self.settings.compare_fail,
             self.settings.unit,
         )
         if failure is not None:
-            state.extra["comparison"] = {"run": self._stored_run.path.name, "verdict": failure.verdict, "message": failure.message}
+            state.extra["comparison"] = {"run": stored.path.name, "verdict": failure.verdict, "message": failure.message}
         return failure
 
     def _record(self, item: pytest.Item, state: TestState, outcome: str, verdict: str, failures: List[CapFailure]) -> Record:
@@ -497,8 +600,14 @@ class EnergyPlugin:
             return
         self.records.append(Record.from_json(data))
         self.environment = self.environment or dict(getattr(report, "energy_environment", {}) or {})
-        self._baseline_json = list(getattr(report, "energy_baseline", None) or self._baseline_json)
+        self._baseline_json = self._merged_baseline(getattr(report, "energy_baseline", None) or self._baseline_json)
         self.write_json()
+
+    def _merged_baseline(self, targets: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The baseline targets a worker reports, keeping a target's energy that another worker measured."""
+        known = {target.get("nodeid"): target for target in self._baseline_json if target.get("energy_j") is not None}
+        return [target if target.get("energy_j") is not None else known.get(target.get("nodeid"), target)
+                for target in targets]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
@@ -543,8 +652,9 @@ class EnergyPlugin:
     def document(self) -> Dict[str, Any]:
         session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
                                    "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
-        if self._stored_run is not None:
-            session["compared_with"] = str(self._stored_run.path)
+        stored = self.stored_run()
+        if stored is not None:
+            session["compared_with"] = str(stored.path)
         normalization = self.session_normalization()
         extra = {
             "normalization": normalization.to_json() if normalization else None,
@@ -584,7 +694,7 @@ class EnergyPlugin:
             terminalreporter.write_line(f"  note: {line}")
         if self.settings.json and not self._json_failed:
             terminalreporter.write_line(f"energy report written to {self.settings.json}")
-        if self._compare_note:
+        if self.stored_run() is None and self._compare_note:
             terminalreporter.write_line(f"energy comparison: {self._compare_note}")
         if self._saved_run is not None:
             terminalreporter.write_line(f"energy run stored as {self._saved_run}")

@@ -1,28 +1,64 @@
 """Stored runs, and the regression gate against one (as pytest-benchmark does for time).
 
 ``--energy-autosave`` stores each run's JSON report as
-``.energy/<fingerprint>/<time>_<commit>.json``; ``--energy-compare[=RUN]`` loads the
-latest (or a named) stored run, and ``--energy-compare-fail=10%`` fails a test whose
-energy grew by more than that. Runs on different hardware are compared on normalised
-energy, or not at all.
+``.energy/<fingerprint>/<UTC time to the microsecond>_<commit>.json`` (a name no other
+run has, so names sort in time order); ``--energy-compare[=RUN]`` loads the latest stored
+run of this hardware (or a named one), and ``--energy-compare-fail=10%`` fails a test
+whose energy grew by more than that. Runs on different hardware are compared on
+normalised energy, or not at all. Files that are not named like stored runs are not
+runs; a run that is not a valid report is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .decide import CapFailure
 from .report.json_report import SCHEMA, write_atomically
 from .units import format_energy
 
 
+RUN_NAME = re.compile(r"\d{8}T\d{6}(\.\d{6})?_[\w.-]+\.json")  # also the names of older versions, without microseconds
+
+
 class RunStoreError(Exception):
     """A stored run that cannot be used; the message says which and why."""
+
+
+def _check_energy(value: Any, where: str) -> None:
+    if value is None:
+        return
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ValueError(f"{where} is {str(value)[:40]!r}, not a finite number of joules")
+
+
+def check_run_document(document: Any) -> None:
+    """Raise ``ValueError`` saying what makes ``document`` unusable as a stored run (the fields compared)."""
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} report")
+    environment = document.get("environment")
+    if not isinstance(environment, dict) or not isinstance(environment.get("fingerprint"), str):
+        raise ValueError("environment.fingerprint is missing or not a string")
+    tests = document.get("tests")
+    if not isinstance(tests, list):
+        raise ValueError("tests is not a list")
+    for index, test in enumerate(tests):
+        if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str):
+            raise ValueError(f"tests[{index}] has no nodeid")
+        for key in ("energy_j", "energy_normalized_j"):
+            _check_energy(test.get(key), f"tests[{index}].{key}")
 
 
 def parse_percentage(text: str) -> float:
@@ -61,37 +97,70 @@ class RunStore:
         self.directory = Path(directory)
 
     def save(self, document: Mapping[str, Any], commit: Mapping[str, Any]) -> Path:
+        """Store ``document`` under a new name: runs saved in the same microsecond take the next one."""
         fingerprint = document.get("environment", {}).get("fingerprint") or "unknown-hardware"
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"{stamp}_{str(commit.get('id', 'nocommit'))[:10]}.json"
-        path = self.directory / fingerprint / name
-        write_atomically(path, {**document, "commit": dict(commit)})
+        directory = self.directory / fingerprint
+        directory.mkdir(parents=True, exist_ok=True)
+        commit_id = re.sub(r"[^\w.-]", "-", str(commit.get("id", "nocommit"))[:10])
+        microseconds = time.time_ns() // 1000
+        while True:
+            seconds, fraction = divmod(microseconds, 1_000_000)
+            path = directory / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{fraction:06d}_{commit_id}.json"
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # claim the name
+                break
+            except FileExistsError:
+                microseconds += 1
+        try:
+            write_atomically(path, {**document, "commit": dict(commit)})
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path
 
-    def has_runs(self) -> bool:
-        return any(self.directory.glob("*/*.json"))
+    def runs(self, fingerprint: str = "*") -> List[Path]:
+        """The stored runs (of one hardware fingerprint), oldest first; other files are not runs."""
+        return sorted((path for path in self.directory.glob(f"{fingerprint}/*.json") if RUN_NAME.fullmatch(path.name)),
+                      key=lambda path: path.name)
 
-    def find(self, name: Optional[str]) -> Path:
-        """The stored run called ``name`` (a path, a file name or its prefix), or the latest."""
-        if name and Path(name).is_file():
+    def has_runs(self) -> bool:
+        return bool(self.runs())
+
+    def find(self, name: str) -> Path:
+        """The stored run called ``name``: a path, or a stored run's file name or its prefix (the latest match)."""
+        if Path(name).exists():
             return Path(name)
-        runs = sorted(self.directory.glob("*/*.json"), key=lambda path: path.name)
-        if name:
-            runs = [path for path in runs if path.name.startswith(name) or path.stem == name]
+        runs = [path for path in self.runs() if path.name.startswith(name) or path.stem == name]
         if not runs:
-            what = f"no stored run matches {name!r}" if name else "no stored run yet"
-            raise RunStoreError(f"{what} in {self.directory} (store one with --energy-autosave)")
+            raise RunStoreError(f"no stored run matches {name!r} in {self.directory} (store one with --energy-autosave)")
         return runs[-1]
 
-    def load(self, name: Optional[str]) -> Tuple[Path, Dict[str, Any]]:
+    def load(self, name: str) -> Tuple[Path, Dict[str, Any]]:
+        """The run ``name`` names; ``RunStoreError`` when there is none or it is not a valid run."""
         path = self.find(name)
+        return path, self.read(path)
+
+    def latest(self, fingerprint: str) -> Tuple[Path, Dict[str, Any], List[str]]:
+        """The latest valid stored run of this hardware, and a line for each newer file skipped as invalid."""
+        skipped = []
+        for path in reversed(self.runs(fingerprint)):
+            try:
+                return path, self.read(path), skipped
+            except RunStoreError as exc:
+                skipped.append(f"{exc}: skipped it")
+        others = sorted({path.parent.name for path in self.runs()} - {fingerprint})
+        elsewhere = f" (stored runs are for {', '.join(others)})" if others else ""
+        raise RunStoreError(
+            f"no stored run of this hardware (fingerprint {fingerprint}) in {self.directory}{elsewhere}")
+
+    @staticmethod
+    def read(path: Path) -> Dict[str, Any]:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RunStoreError(f"stored run {path} cannot be read: {exc}") from None
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            raise RunStoreError(f"stored run {path} is not a {SCHEMA} report")
-        return path, document
+            check_run_document(document)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise RunStoreError(f"stored run {path} cannot be used: {exc}") from None
+        return document
 
 
 @dataclasses.dataclass(frozen=True)

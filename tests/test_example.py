@@ -32,7 +32,9 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     command = [sys.executable, "-m", "pytest", "dcase_sed", "--energy-cap=2kWh",
                "--energy-json=energy.json", "--junitxml=junit.xml", "-p", "no:xdist"]
     result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600,
-                            env={**_clean_environment(), "CODECARBON_LOG_LEVEL": "error"})
+                            env={**_clean_environment(), "CODECARBON_LOG_LEVEL": "error",
+                                 # its own machine lock and activity file: no pytest-energy run elsewhere contends
+                                 "TMPDIR": str(tmp_path_factory.mktemp("tempdir"))})
     return {
         "returncode": result.returncode,
         "output": result.stdout + result.stderr,

@@ -277,6 +277,72 @@ def test_corrupt_or_foreign_entry_is_discarded_with_one_warning_and_measured_aga
     assert run.report["normalization"]["factor"] == pytest.approx(10.0 / target["energy_j"])
 
 
+def rewrite_entry(path: Path, **changes: str) -> None:
+    """Replace fields of the entry with raw JSON text (so values Python would not write, such as 1e999, get in)."""
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    text = json.dumps({**entry, **{name: f"@{name}@" for name in changes}})
+    for name, raw in changes.items():
+        text = text.replace(f'"@{name}@"', raw)
+    path.write_text(text, encoding="utf-8")
+
+
+SPOILED_ENTRIES = {  # how an entry is spoiled -> what the discard line says
+    "wrong-types": (lambda path: rewrite_entry(path, energies_j='"a lot"', hardware="[1, 2]"), "*"),
+    "overflowing-float": (lambda path: rewrite_entry(path, energies_j="[1e999]", energy_j="1e999"),
+                          "baseline energy must be a finite number of joules more than zero, got inf"),
+    "huge-int": (lambda path: rewrite_entry(path, energies_j=f"[{10 ** 400}]", energy_j=f"{10 ** 400}"),
+                 "baseline energy must be a finite number of joules more than zero, got 1000*"),
+    "zero-energy": (lambda path: rewrite_entry(path, energies_j="[0.0]", energy_j="0.0"),
+                    "baseline energy must be a finite number of joules more than zero, got 0.0"),
+    "future": (lambda path: rewrite_entry(path, measured_at='"2999-01-01T00:00:00+00:00"'),
+               "it is dated 2999-01-01T00:00:00+00:00, in the future"),
+    "directory": (lambda path: (path.unlink(), path.mkdir(), (path / "x").write_text("x")), "*Is a directory*"),
+}
+
+
+@pytest.mark.parametrize("mode", ["use", "refresh"])
+@pytest.mark.parametrize("spoiled", sorted(SPOILED_ENTRIES))
+def test_an_entry_of_wrong_types_overflowing_future_or_a_directory_is_discarded_not_a_crash(
+    measure: Callable, pytester: pytest.Pytester, spoiled: str, mode: str
+) -> None:
+    path = seed_cache(pytester, measure)
+    spoil, why = SPOILED_ENTRIES[spoiled]
+    spoil(path)
+    run = measure(f"--energy-baseline={mode}")
+    no_crash(run.result)
+    run.result.assert_outcomes(passed=2, warnings=0)
+    discarded = [line for line in run.result.outlines if "discarded the" in line]
+    if mode == "use":
+        assert len(discarded) == 1, discarded
+        run.result.stdout.fnmatch_lines([f"pytest-energy: baseline: discarded the * baseline cache entry {path}: {why}; measuring it again"])
+    else:
+        assert discarded == []
+    assert baseline_of(run)["source"] == "measured"
+    assert only_cache_entry(pytester)["energy_j"] == baseline_of(run)["energy_j"]
+
+
+def test_an_unreadable_entry_is_discarded_with_one_line(
+    measure: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = seed_cache(pytester, measure)
+    real_read_bytes = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    run = measure()
+    no_crash(run.result)
+    run.result.assert_outcomes(passed=2, warnings=0)
+    run.result.stdout.fnmatch_lines(
+        [f"pytest-energy: baseline: discarded the unreadable baseline cache entry {path}: *Permission denied*; measuring it again"]
+    )
+    monkeypatch.undo()
+    assert only_cache_entry(pytester)["energy_j"] == baseline_of(run)["energy_j"]
+
+
 def test_an_entry_of_other_hardware_is_kept_but_not_reused(measure: Callable, pytester: pytest.Pytester) -> None:
     path = seed_cache(pytester, measure)
     foreign = describe_other_hardware(json.loads(path.read_text(encoding="utf-8")))
@@ -314,7 +380,11 @@ def test_an_entry_older_than_baseline_max_age_is_measured_again(measure: Callabl
     assert only_cache_entry(pytester)["measured_at"] == target["measured_at"]
 
 
-def test_two_sessions_at_once_leave_one_valid_entry_that_a_third_reuses(measure: Callable, pytester: pytest.Pytester) -> None:
+def test_two_sessions_at_once_cache_only_an_uncontended_valid_entry_that_a_third_reuses(
+    measure: Callable, pytester: pytest.Pytester
+) -> None:
+    """A session whose baseline overlapped the other session (it found the machine held, or the other measured
+    meanwhile) does not cache it; whatever is cached is valid and comes from an uncontended measurement."""
     pytester.makepyfile(SUITE)
     pytester.makepyprojecttoml(REFERENCE)
     sessions = [
@@ -335,13 +405,25 @@ def test_two_sessions_at_once_leave_one_valid_entry_that_a_third_reuses(measure:
         assert session.returncode == 0, output
         assert "corrupt" not in output and "cannot cache" not in output and "Traceback" not in output, output
     measured = [json.loads(Path(pytester.path, f"energy-{index}.json").read_text(encoding="utf-8")) for index in range(2)]
-    cached = only_cache_entry(pytester)
-    assert cached["energy_j"] in [document["baseline"][0]["energy_j"] for document in measured]
+    targets = [document["baseline"][0] for document in measured]
+    for target, output in zip(targets, outputs):
+        assert (target["source"] == "contended") == ("normalises this run only and is not cached" in output), output
     assert not list(Path(pytester.path, CACHE_DIR).glob("*.tmp"))
+    uncontended = [target["energy_j"] for target in targets if target["source"] == "measured"]
+    # a session that started after the other had cached its baseline (no overlap) reuses that one
+    assert all(target["energy_j"] in uncontended for target in targets if target["source"] == "cached")
+    if uncontended:
+        assert only_cache_entry(pytester)["energy_j"] in uncontended
+    else:
+        assert cache_files(pytester) == []
 
     third = measure()
-    third.result.assert_outcomes(passed=1, skipped=1, warnings=0)
-    assert baseline_of(third)["energy_j"] == cached["energy_j"]
+    if uncontended:
+        third.result.assert_outcomes(passed=1, skipped=1, warnings=0)
+        assert baseline_of(third)["energy_j"] == only_cache_entry(pytester)["energy_j"]
+    else:
+        third.result.assert_outcomes(passed=2, warnings=0)
+        assert baseline_of(third)["source"] == "measured" and only_cache_entry(pytester)
 
 
 def test_two_point_normalisation_fits_a_line_through_two_cached_baselines(
@@ -459,7 +541,7 @@ def test_energy_normalized_makes_caps_compare_normalised_energy(measure: Callabl
 
 def test_xdist_workers_say_how_to_get_the_baseline_then_reuse_it(run_energy: Callable, pytester: pytest.Pytester) -> None:
     """A first -n run cannot normalise on the workers that did not measure the baseline, and says so;
-    the run after it reuses the cached baseline on every worker."""
+    once a run without -n has cached the baseline, an -n run reuses it on every worker."""
     pytester.makepyfile(
         BURN
         + """
@@ -483,6 +565,9 @@ def test_capped(index):
     assert "unmeasured" in verdicts and verdicts <= {"pass", "unmeasured"}
     first.result.stdout.fnmatch_lines(["*the baseline is being measured on another xdist worker; measure it once without -n*"])
 
+    alone = run_energy("--energy-meter=codecarbon", "--energy-normalized", "-p", "no:xdist", subprocess=True)
+    cached_by_first = int(baseline_of(first)["source"] == "measured")
+    alone.result.assert_outcomes(passed=5 - cached_by_first, skipped=cached_by_first)
     second = run_energy(*arguments, subprocess=True)
     verdicts = {entry["nodeid"].split("::")[-1]: entry["verdict"] for entry in second.report["tests"] if entry["phase"] == "test"}
     assert verdicts == {f"test_capped[{index}]": "pass" for index in range(4)}

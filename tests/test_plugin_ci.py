@@ -20,6 +20,7 @@ import yaml
 from junit_read import junit_properties_by_test
 from junitparser import JUnitXml
 
+from pytest_energy import runs
 from pytest_energy.config import OPTIONS
 from pytest_energy.runs import StoredRun, check_regression, parse_percentage
 from suites import BURN, NORMALISED_CAP_SUITE
@@ -235,6 +236,129 @@ def test_first_gated_run_with_an_empty_store_runs_and_warns(run_energy: Callable
     run = run_energy("--energy-meter=none", "--energy-compare-fail=10%", "--energy-autosave")
     assert run.result.ret == pytest.ExitCode.OK
     run.result.stdout.fnmatch_lines(["*no stored run yet*"])
+
+
+NEWER = "29990101T000000.000000_newer.json"  # sorts after every run stored today
+
+
+def store_one_run(run_energy: Callable, pytester: pytest.Pytester) -> Path:
+    """A heavy run stored by autosave (the comparisons after it burn less, so they pass); returns its path."""
+    pytester.makepyfile(test_gate=gate_suite(0.4))
+    run_energy("--energy-meter=codecarbon", "--energy-autosave").result.assert_outcomes(passed=1)
+    [stored] = stored_runs(pytester.path)
+    return stored
+
+
+def write_raw(path: Path, document: Dict[str, Any], **raw: str) -> None:
+    """Write ``document`` with some fields replaced by raw JSON text (values Python would not write, such as 1e999)."""
+    text = json.dumps({**document, **{name: f"@{name}@" for name in raw}})
+    for name, value in raw.items():
+        text = text.replace(f'"@{name}@"', value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_compare_takes_the_latest_run_of_this_hardware_and_ignores_files_that_are_not_runs(
+    run_energy: Callable, pytester: pytest.Pytester
+) -> None:
+    stored = store_one_run(run_energy, pytester)
+    document = json.loads(stored.read_text(encoding="utf-8"))
+    elsewhere = {**document, "environment": {**document["environment"], "fingerprint": "another-machine"}}
+    write_raw(pytester.path / ".energy" / "another-machine" / NEWER, elsewhere)
+    for stray in (stored.parent / "energy.json", pytester.path / ".energy" / "energy.json"):
+        write_raw(stray, {"schema": "something else"})
+
+    pytester.makepyfile(test_gate=gate_suite(0.1))
+    run = run_energy("--energy-meter=codecarbon", "--energy-compare-fail=10%")
+    run.result.assert_outcomes(passed=1)
+    assert run.report["session"]["compared_with"] == str(stored)
+    assert "other hardware" not in run.result.stdout.str() and "energy.json" not in "".join(run.report["notices"])
+
+
+def test_with_runs_of_other_hardware_only_nothing_is_compared_and_the_run_says_why(
+    run_energy: Callable, pytester: pytest.Pytester
+) -> None:
+    stored = store_one_run(run_energy, pytester)
+    moved = pytester.path / ".energy" / "another-machine" / stored.name
+    moved.parent.mkdir()
+    stored.rename(moved)
+    run = run_energy("--energy-meter=codecarbon", "--energy-compare-fail=10%")
+    run.result.assert_outcomes(passed=1)
+    run.result.stdout.fnmatch_lines(
+        ["energy comparison: no stored run of this hardware (fingerprint *) in * (stored runs are for another-machine): "
+         "nothing compared this time"]
+    )
+    assert "compared_with" not in run.report["session"]
+
+
+SPOILED_RUNS = {  # how the newest stored run is spoiled -> what the line about it says
+    "wrong-types": (lambda path, doc: write_raw(path, doc, environment="[1]"), "environment.fingerprint is missing*"),
+    "wrong-test-types": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": ["x"]}]'), "tests[[]0[]] has no nodeid"),
+    "string-energy": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": "x", "energy_j": "1 J"}]'),
+                      "tests[[]0[]].energy_j is '1 J', not a finite number of joules"),
+    "overflowing-float": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": "x", "energy_j": 1e999}]'),
+                          "tests[[]0[]].energy_j is 'inf', not a finite number of joules"),
+    "huge-int": (lambda path, doc: write_raw(path, doc, tests=f'[{{"nodeid": "x", "energy_j": {10 ** 400}}}]'),
+                 "tests[[]0[]].energy_j is '1000*', not a finite number of joules"),
+    "directory": (lambda path, doc: path.mkdir(), "*Is a directory*"),
+}
+
+
+@pytest.mark.parametrize("spoiled", sorted(SPOILED_RUNS))
+def test_a_stored_run_that_is_not_a_valid_report_is_skipped_with_one_line_or_refused_by_name(
+    run_energy: Callable, pytester: pytest.Pytester, spoiled: str
+) -> None:
+    stored = store_one_run(run_energy, pytester)
+    spoil, why = SPOILED_RUNS[spoiled]
+    newer = stored.parent / NEWER
+    spoil(newer, json.loads(stored.read_text(encoding="utf-8")))
+
+    pytester.makepyfile(test_gate=gate_suite(0.1))
+    latest = run_energy("--energy-meter=codecarbon", "--energy-compare-fail=10%")
+    assert "INTERNALERROR" not in latest.result.stdout.str() + latest.result.stderr.str()
+    latest.result.assert_outcomes(passed=1)
+    assert latest.report["session"]["compared_with"] == str(stored)
+    latest.result.stdout.fnmatch_lines([f"pytest-energy: stored run {newer} cannot be used: {why}: skipped it"])
+    assert len([line for line in latest.result.outlines if "cannot be used" in line]) == 1
+
+    named = run_energy("--energy-meter=codecarbon", f"--energy-compare={newer}", "--energy-compare-fail=10%")
+    assert named.result.ret == pytest.ExitCode.USAGE_ERROR
+    named.result.stderr.fnmatch_lines([f"ERROR: pytest-energy: stored run {newer} cannot be used: {why}"])
+
+
+def test_an_unreadable_stored_run_is_skipped(
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = store_one_run(run_energy, pytester)
+    newer = stored.parent / NEWER
+    newer.write_text(stored.read_text(encoding="utf-8"), encoding="utf-8")
+    real_read_text = Path.read_text
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == newer:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    pytester.makepyfile(test_gate=gate_suite(0.1))
+    run = run_energy("--energy-meter=codecarbon", "--energy-compare-fail=10%")
+    run.result.assert_outcomes(passed=1)
+    run.result.stdout.fnmatch_lines([f"pytest-energy: stored run {newer} cannot be used: *Permission denied*: skipped it"])
+    assert run.report["session"]["compared_with"] == str(stored)
+
+
+def test_two_autosaves_in_the_same_microsecond_keep_both_runs_in_order(
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs.time, "time_ns", lambda: 1_767_225_600_000_000_000)  # 2026-01-01, for both runs
+    pytester.makepyfile(test_gate=gate_suite(0.05))
+    first, second = (run_energy("--energy-meter=codecarbon", "--energy-autosave") for _ in range(2))
+    saved = stored_runs(pytester.path)
+    assert [path.name.split("_")[0] for path in saved] == ["20260101T000000.000000", "20260101T000000.000001"]
+    for path, run in zip(saved, (first, second)):
+        run.result.assert_outcomes(passed=1)
+        run.result.stdout.fnmatch_lines([f"energy run stored as {path}"])
+        assert json.loads(path.read_text(encoding="utf-8"))["tests"][0]["energy_j"] == run.entry("test_workload")["energy_j"]
 
 
 # -- the example GPU workflow -------------------------------------------------------------------
