@@ -30,7 +30,7 @@ from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
 from .record import Record
 from .report import github
-from .report.json_report import build_document, write_atomically
+from .report.json_report import Checkpoints, NotARegularFileError, ReportWriter, build_document, regular_file_target
 from .report.junit import junit_properties
 from .report.terminal import accounting_lines, caveats, format_table, summary_table
 from .runs import StoredRun
@@ -129,6 +129,16 @@ class EnergyPlugin:
         self._own_records: List[Record] = []  # measured in this process
         self._stopper = MainThreadStopper()
         self._json_failed = False
+        self._report: Optional[ReportWriter] = None
+        self._checkpoints: Optional[Checkpoints] = None
+        if settings.json and not self.is_worker:
+            path = Path(config.invocation_params.dir, settings.json)
+            try:
+                regular_file_target(path)
+            except NotARegularFileError as exc:
+                raise pytest.UsageError(f"pytest-energy: --energy-json: {exc}") from None
+            self._report = ReportWriter(path)
+            self._checkpoints = Checkpoints(self.write_json)
         self._saved_run: Optional[Path] = None
         self._machine_lock: Any = None
         self._stored_run: Optional[StoredRun] = None
@@ -430,7 +440,8 @@ class EnergyPlugin:
         self.records.append(Record.from_json(data))
         self.environment = self.environment or dict(getattr(report, "energy_environment", {}) or {})
         self._baseline_json = list(getattr(report, "energy_baseline", None) or self._baseline_json)
-        self.write_json()
+        if self._checkpoints is not None:
+            self._checkpoints.changed()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
@@ -443,6 +454,8 @@ class EnergyPlugin:
             overlap = overlap_warning(str(record.extra["worker"]) for record in self.records if "worker" in record.extra)
             if overlap:
                 self.notice(overlap)
+            if self._checkpoints is not None:
+                self._checkpoints.close()
             self.write_json()
             if self.settings.autosave and self.records:
                 try:
@@ -450,7 +463,18 @@ class EnergyPlugin:
                 except OSError as exc:
                     self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
 
+    def pytest_keyboard_interrupt(self) -> None:
+        """Write what is pending now: the session may not get to its end."""
+        if self._checkpoints is not None:
+            self._checkpoints.flush()
+
+    def pytest_internalerror(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.flush()
+
     def pytest_unconfigure(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._stopper.uninstall()
         if self._machine_lock is not None:
             self._machine_lock.release()
@@ -470,6 +494,10 @@ class EnergyPlugin:
         return account(self.records, self.session_normalization(), self.settings.reference)
 
     def document(self) -> Dict[str, Any]:
+        return build_document(*self._document_parts())
+
+    def _document_parts(self) -> tuple:
+        """What ``build_document`` takes: the accounted records, environment, metadata, session and the rest."""
         session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
                                    "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
         if self._stored_run is not None:
@@ -481,15 +509,15 @@ class EnergyPlugin:
             "reference": self.settings.reference.to_json(),
             "notices": list(self.notices),
         }
-        return build_document(self.accounted_records(), self.environment, self.settings.metadata, session, extra)
+        return self.accounted_records(), self.environment, self.settings.metadata, session, extra
 
     def write_json(self) -> None:
-        if not self.settings.json or self._json_failed:
+        """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report."""
+        if self._report is None or self._json_failed:
             return
-        document = self.document()
         try:
-            write_atomically(Path(self.config.invocation_params.dir, self.settings.json), document)
-        except OSError as exc:
+            self._report.write(*self._document_parts())
+        except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold: say so, go on
             self._json_failed = True
             self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")
 
