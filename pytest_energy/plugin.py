@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -131,6 +131,7 @@ class EnergyPlugin:
         self._json_failed = False
         self._report: Optional[ReportWriter] = None
         self._checkpoints: Optional[Checkpoints] = None
+        self._accounted: Tuple[Optional[Normalization], List[Record]] = (None, [])  # see accounted_records
         if settings.json and not self.is_worker:
             path = Path(config.invocation_params.dir, settings.json)
             try:
@@ -491,7 +492,20 @@ class EnergyPlugin:
         return Normalization.from_points(tuple(points))
 
     def accounted_records(self) -> List[Record]:
-        return account(self.records, self.session_normalization(), self.settings.reference)
+        """The records with the session's accounting (normalised energies, EW scores).
+
+        Without scores, a record's accounting depends only on itself and the normalisation,
+        so while that stays the same the records accounted before are kept: a report
+        checkpoint accounts only the tests that finished since the last one.
+        """
+        normalization = self.session_normalization()
+        records = list(self.records)  # a snapshot: the report thread reads while tests append
+        kept_for, accounted = self._accounted
+        if normalization != kept_for or any(record.scores for record in records):
+            accounted = []
+        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference)
+        self._accounted = (normalization, accounted)
+        return accounted
 
     def document(self) -> Dict[str, Any]:
         return build_document(*self._document_parts())

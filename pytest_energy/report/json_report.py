@@ -109,8 +109,9 @@ class ReportWriter:
         for index, record in enumerate(records):
             if index == len(self._encoded):
                 self._encoded.append((record, _compact(record.to_json())))
-            elif self._encoded[index][0] != record:
-                self._encoded[index] = (record, _compact(record.to_json()))
+            elif self._encoded[index][0] is not record:  # an equal record keeps its text, and is the one compared next
+                previous, text = self._encoded[index]
+                self._encoded[index] = (record, text if previous == record else _compact(record.to_json()))
         lines = []
         for key, value in _frame(records, environment, metadata, session, extra).items():
             if key == "tests":
