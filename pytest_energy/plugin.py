@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -510,7 +510,7 @@ class EnergyPlugin:
     def document(self) -> Dict[str, Any]:
         return build_document(*self._document_parts())
 
-    def _document_parts(self) -> tuple:
+    def _document_parts(self) -> Tuple[List[Record], Dict[str, Any], Mapping[str, Any], Dict[str, Any], Dict[str, Any]]:
         """What ``build_document`` takes: the accounted records, environment, metadata, session and the rest."""
         session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
                                    "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}

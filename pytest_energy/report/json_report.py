@@ -132,7 +132,8 @@ class Checkpoints:
     ``changed`` writes on the caller's thread when the last write is old enough (between
     tests, outside any measured window); otherwise a background thread writes once the
     interval has passed, so a change is on disk within about ``interval_s`` even while a
-    long test runs. ``flush`` writes at once (session end, Ctrl-C, internal error).
+    long test runs (that write, milliseconds of CPU, falls inside the long test's window).
+    ``flush`` writes at once (session end, Ctrl-C, internal error).
     """
 
     def __init__(self, write: Callable[[], None], interval_s: Optional[float] = None):
