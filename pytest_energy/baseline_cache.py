@@ -21,12 +21,12 @@ import math
 import os
 import shutil
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 
 from . import __version__
+from .report.json_report import write_text_atomically
 from .units import format_energy
 
 SCHEMA = "pytest-energy/baseline/1"
@@ -283,16 +283,7 @@ class BaselineCache:
         text = json.dumps(entry.to_json(), indent=2, sort_keys=True)
         BaselineEntry.from_json(json.loads(text))  # never write what load would discard
         with self._locked(entry.fingerprint):
-            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{entry.fingerprint}.", suffix=".tmp")
-            try:
-                with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, self.path(entry.fingerprint))
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_text_atomically(self.path(entry.fingerprint), text, durable=True)
         return self.path(entry.fingerprint)
 
     def clear(self, fingerprint: Optional[str] = None) -> List[Path]:

@@ -186,12 +186,13 @@ def add_options(parser: Any) -> None:
     """Register the command-line options and ini keys with pytest."""
     group = parser.getgroup("energy", "energy measurement (pytest-energy)")
     for option in OPTIONS:
+        cli_help = option.help.replace("%", "%%")  # argparse %-formats option help; ini help is shown as written
         if option.flag:
-            group.addoption(option.cli, action="store_true", default=None, dest=option.dest, help=option.help)
+            group.addoption(option.cli, action="store_true", default=None, dest=option.dest, help=cli_help)
         elif option.const is not None:
-            group.addoption(option.cli, nargs="?", const=option.const, default=None, dest=option.dest, metavar="RUN", help=option.help)
+            group.addoption(option.cli, nargs="?", const=option.const, default=None, dest=option.dest, metavar="RUN", help=cli_help)
         else:
-            group.addoption(option.cli, action="store", default=None, dest=option.dest, metavar="VALUE", help=option.help)
+            group.addoption(option.cli, action="store", default=None, dest=option.dest, metavar="VALUE", help=cli_help)
         parser.addini(option.dest, option.help, default=None)
 
 

@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -33,7 +33,7 @@ from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
 from .record import Record
 from .report import github
-from .report.json_report import build_document, write_atomically
+from .report.json_report import Checkpoints, NotARegularFileError, ReportWriter, build_document, regular_file_target
 from .report.junit import junit_properties
 from .report.terminal import accounting_lines, caveats, format_table, summary_table
 from .runs import StoredRun
@@ -184,6 +184,17 @@ class EnergyPlugin:
         self._stopper = MainThreadStopper()
         self._stop_message: Optional[str] = None  # what the watchdog raised in the running test
         self._json_failed = False
+        self._report: Optional[ReportWriter] = None
+        self._checkpoints: Optional[Checkpoints] = None
+        self._accounted: Tuple[Optional[Normalization], List[Record]] = (None, [])  # see accounted_records
+        if settings.json and not self.is_worker:
+            path = Path(config.invocation_params.dir, settings.json)
+            try:
+                regular_file_target(path)
+            except NotARegularFileError as exc:
+                raise pytest.UsageError(f"pytest-energy: --energy-json: {exc}") from None
+            self._report = ReportWriter(path)
+            self._checkpoints = Checkpoints(self.write_json)
         self._saved_run: Optional[Path] = None
         self._machine_lock: Any = None
         self._machine_shared = False  # another session held the machine lock when this one started measuring
@@ -601,7 +612,8 @@ class EnergyPlugin:
         self.records.append(Record.from_json(data))
         self.environment = self.environment or dict(getattr(report, "energy_environment", {}) or {})
         self._baseline_json = self._merged_baseline(getattr(report, "energy_baseline", None) or self._baseline_json)
-        self.write_json()
+        if self._checkpoints is not None:
+            self._checkpoints.changed()
 
     def _merged_baseline(self, targets: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """The baseline targets a worker reports, keeping a target's energy that another worker measured."""
@@ -623,6 +635,8 @@ class EnergyPlugin:
                                       if "worker" in record.extra and record.energy_j is not None)
             if overlap:
                 self.notice(overlap)
+            if self._checkpoints is not None:
+                self._checkpoints.close()
             self.write_json()
             if self.settings.autosave and self.records:
                 try:
@@ -630,7 +644,18 @@ class EnergyPlugin:
                 except OSError as exc:
                     self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
 
+    def pytest_keyboard_interrupt(self) -> None:
+        """Write what is pending now: the session may not get to its end."""
+        if self._checkpoints is not None:
+            self._checkpoints.flush()
+
+    def pytest_internalerror(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.flush()
+
     def pytest_unconfigure(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._stopper.uninstall()
         if self._machine_lock is not None:
             self._machine_lock.release()
@@ -647,9 +672,26 @@ class EnergyPlugin:
         return Normalization.from_points(tuple(points))
 
     def accounted_records(self) -> List[Record]:
-        return account(self.records, self.session_normalization(), self.settings.reference)
+        """The records with the session's accounting (normalised energies, EW scores).
+
+        Without scores, a record's accounting depends only on itself and the normalisation,
+        so while that stays the same the records accounted before are kept: a report
+        checkpoint accounts only the tests that finished since the last one.
+        """
+        normalization = self.session_normalization()
+        records = list(self.records)  # a snapshot: the report thread reads while tests append
+        kept_for, accounted = self._accounted
+        if normalization != kept_for or any(record.scores for record in records):
+            accounted = []
+        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference)
+        self._accounted = (normalization, accounted)
+        return accounted
 
     def document(self) -> Dict[str, Any]:
+        return build_document(*self._document_parts())
+
+    def _document_parts(self) -> Tuple[List[Record], Dict[str, Any], Mapping[str, Any], Dict[str, Any], Dict[str, Any]]:
+        """What ``build_document`` takes: the accounted records, environment, metadata, session and the rest."""
         session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
                                    "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
         stored = self.stored_run()
@@ -662,15 +704,15 @@ class EnergyPlugin:
             "reference": self.settings.reference.to_json(),
             "notices": list(self.notices),
         }
-        return build_document(self.accounted_records(), self.environment, self.settings.metadata, session, extra)
+        return self.accounted_records(), self.environment, self.settings.metadata, session, extra
 
     def write_json(self) -> None:
-        if not self.settings.json or self._json_failed:
+        """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report."""
+        if self._report is None or self._json_failed:
             return
-        document = self.document()
         try:
-            write_atomically(Path(self.config.invocation_params.dir, self.settings.json), document)
-        except OSError as exc:
+            self._report.write(*self._document_parts())
+        except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold: say so, go on
             self._json_failed = True
             self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")
 

@@ -1,22 +1,34 @@
-"""The JSON report: one versioned document, written atomically after every test.
+"""The JSON report: one versioned document, checkpointed while the session runs.
 
-A crash or kill between tests leaves the last complete document on disk, never a
-half-written one (write to a temporary file in the same directory, then rename).
+Every write replaces the file in one step (a temporary file beside the target, then
+a rename), so a crash or kill leaves the last complete document, never a half-written
+one. Checkpoints come at most once a second (``Checkpoints``): the first record is
+written at once, later ones by the next test to finish after a second, or else by a
+background thread, so a test that finished more than a second before a crash is in the
+report. Each test's JSON is serialized once (``ReportWriter``): a checkpoint costs the
+session's accounting and one file write, not a re-encoding of every earlier test.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import stat
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..record import Record
 
 SCHEMA = "pytest-energy/1"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "report-schema.json"
+CHECKPOINT_INTERVAL_S = 1.0
+
+
+class NotARegularFileError(OSError):
+    """A report or cache path that exists and is a directory, device, fifo or socket."""
 
 
 def phase_totals(records: Iterable[Record]) -> Dict[str, Dict[str, Any]]:
@@ -35,6 +47,27 @@ def phase_totals(records: Iterable[Record]) -> Dict[str, Dict[str, Any]]:
     return totals
 
 
+def _frame(
+    records: Sequence[Record],
+    environment: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    session: Mapping[str, Any],
+    extra: Optional[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    """The document with ``tests`` left as None for the caller to fill in."""
+    return {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "plugin_version": environment.get("plugin"),
+        "metadata": dict(metadata),
+        "environment": dict(environment),
+        "session": dict(session),
+        "tests": None,
+        "totals": phase_totals(records),
+        **(extra or {}),
+    }
+
+
 def build_document(
     records: Iterable[Record],
     environment: Mapping[str, Any],
@@ -43,29 +76,155 @@ def build_document(
     extra: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     records = list(records)
-    return {
-        "schema": SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "plugin_version": environment.get("plugin"),
-        "metadata": dict(metadata),
-        "environment": dict(environment),
-        "session": dict(session),
-        "tests": [record.to_json() for record in records],
-        "totals": phase_totals(records),
-        **(extra or {}),
-    }
+    document = _frame(records, environment, metadata, session, extra)
+    document["tests"] = [record.to_json() for record in records]
+    return document
 
 
-def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Replace ``path`` with ``document`` in one step; raises OSError if the directory is unwritable."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class ReportWriter:
+    """Renders and writes the report of one session, serializing each test's entry once.
+
+    A record is encoded again only if it changed since the last write (the session's
+    accounting can add normalised energies or EW scores to earlier tests). The text is
+    compact JSON with one line per top-level key and per test.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._encoded: List[Tuple[Record, str]] = []
+
+    def render(
+        self,
+        records: Sequence[Record],
+        environment: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        session: Mapping[str, Any],
+        extra: Optional[Mapping[str, Any]] = None,
+    ) -> str:
+        del self._encoded[len(records):]
+        for index, record in enumerate(records):
+            if index == len(self._encoded):
+                self._encoded.append((record, _compact(record.to_json())))
+            elif self._encoded[index][0] is not record:  # an equal record keeps its text, and is the one compared next
+                previous, text = self._encoded[index]
+                self._encoded[index] = (record, text if previous == record else _compact(record.to_json()))
+        lines = []
+        for key, value in _frame(records, environment, metadata, session, extra).items():
+            if key == "tests":
+                text = "[\n" + ",\n".join(encoded for _, encoded in self._encoded) + "\n]" if self._encoded else "[]"
+            else:
+                text = _compact(value)
+            lines.append(f"{json.dumps(key)}:{text}")
+        return "{\n" + ",\n".join(lines) + "\n}\n"
+
+    def write(self, *document_parts: Any) -> None:
+        """Render (see ``render`` for the parts) and replace the report file in one step."""
+        write_text_atomically(self.path, self.render(*document_parts))
+
+
+class Checkpoints:
+    """Calls ``write`` at most once per ``interval_s`` while something changed, and soon after each change.
+
+    ``changed`` writes on the caller's thread when the last write is old enough (between
+    tests, outside any measured window); otherwise a background thread writes once the
+    interval has passed, so a change is on disk within about ``interval_s`` even while a
+    long test runs (that write, milliseconds of CPU, falls inside the long test's window).
+    ``flush`` writes at once (session end, Ctrl-C, internal error).
+    """
+
+    def __init__(self, write: Callable[[], None], interval_s: Optional[float] = None):
+        self._write = write
+        self._interval_s = CHECKPOINT_INTERVAL_S if interval_s is None else interval_s
+        self._condition = threading.Condition()
+        self._writing = threading.Lock()
+        self._dirty = False
+        self._closed = False
+        self._last_write = -math.inf
+        self._thread: Optional[threading.Thread] = None
+
+    def changed(self) -> None:
+        with self._condition:
+            self._dirty = True
+            due = time.monotonic() - self._last_write >= self._interval_s
+            if not due:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._write_when_due, name="pytest-energy-report", daemon=True)
+                    self._thread.start()
+                self._condition.notify()
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._writing:
+            with self._condition:
+                self._dirty = False
+            try:
+                self._write()
+            finally:
+                with self._condition:
+                    self._last_write = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the background thread (a write it started completes first); ``flush`` still works."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _write_when_due(self) -> None:
+        with self._condition:
+            while not self._closed:
+                wait_s = self._last_write + self._interval_s - time.monotonic()
+                if not self._dirty:
+                    self._condition.wait()
+                elif wait_s > 0:
+                    self._condition.wait(wait_s)
+                else:
+                    self._condition.release()
+                    try:
+                        self.flush()
+                    finally:
+                        self._condition.acquire()
+
+
+def regular_file_target(path: str | os.PathLike) -> Path:
+    """Where writing ``path`` lands: the final target of a symlink chain, which must be a regular file or absent."""
+    target = Path(os.path.realpath(path))
     try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; a report is an ordinary file
+        mode = target.stat().st_mode
+    except OSError:  # absent, or unreachable: writing it will say why
+        return target
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
+        kind = next((name for test, name in kinds if test(mode)), "not a file")
+        shown = f"{path} (-> {target})" if str(target) != os.path.abspath(path) else str(path)
+        raise NotARegularFileError(f"{shown} is {kind}, not a regular file")
+    return target
+
+
+def write_text_atomically(path: str | os.PathLike, text: str, durable: bool = False) -> None:
+    """Replace the file at ``path`` (through symlinks) with ``text`` in one step, with an ordinary file's mode.
+
+    Raises NotARegularFileError if it is not a file, OSError if the directory is
+    unwritable. ``durable`` also flushes the file to disk before the rename.
+    """
+    target = regular_file_target(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
+    # created 0666 less the umask, like any file the user writes (mkstemp would make it private)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, allow_nan=False)
-            stream.write("\n")
+            stream.write(text)
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         try:
@@ -75,10 +234,9 @@ def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> No
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
+    """Replace ``path`` with ``document`` as indented JSON in one step (see ``write_text_atomically``)."""
+    write_text_atomically(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def load_schema() -> Dict[str, Any]:
