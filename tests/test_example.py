@@ -1,6 +1,6 @@
 """The DCASE-style example, run as the README's main command runs it, so it cannot rot.
 
-One run (about 30 s on two cores) on a fresh copy of ``examples/dcase_sed``: no cached
+One run (its time on two cores is in the README) on a fresh copy of ``examples/dcase_sed``: no cached
 baseline, so the baseline test is measured first and every figure is normalised.
 """
 
