@@ -1,6 +1,6 @@
 """The DCASE-style example, run as the README's main command runs it, so it cannot rot.
 
-One run (about 30 s on two cores) on a fresh copy of ``examples/dcase_sed``: no cached
+One run (its time on two cores is in the README) on a fresh copy of ``examples/dcase_sed``: no cached
 baseline, so the baseline test is measured first and every figure is normalised.
 """
 
@@ -88,6 +88,15 @@ def test_normalisation_and_energy_weighted_scores(example_run: Dict[str, Any]) -
     assert inference["ew_scores"]["test"]["event_f1"] > 0
 
 
+def test_inference_is_scored_with_psds1(example_run: Dict[str, Any]) -> None:
+    """The challenge's metric, from sed_scores_eval, beside the event F1, and weighted by energy like it."""
+    inference = entry(example_run["report"], "test_inference_on_held_out_clips")
+    psds1 = inference["scores"]["psds1"]
+    assert isinstance(psds1, float) and 0.0 <= psds1 <= 1.0
+    assert inference["ew_scores"]["test"]["psds1"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated as an API:UserWarning")  # imported by the example's sed_scores_eval
 def test_macs_equal_the_hand_count_in_json_and_junit(example_run: Dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(example_run["copy"]))
     example_tests = importlib.import_module("test_sed")

@@ -1,11 +1,18 @@
-"""Event-based F1 with collars, as ``sed_eval.sound_event.EventBasedMetrics`` computes it.
+"""The challenge's scores: PSDS1 through ``sed_scores_eval``, and event-based F1 with collars.
 
-An estimated event is a true positive when its class matches a reference event,
-its onset is within 200 ms of the reference onset, and its offset within
-max(200 ms, 20 % of the reference event's length) of the reference offset. Each
-reference matches at most one estimate (a maximum bipartite matching per class
-and clip, as sed_eval does). The score is the micro-average over classes and clips
-(sed_eval's "overall" F-score).
+PSDS1 is DCASE task 4's threshold-independent metric: the area under the
+polyphonic sound detection ROC, swept over every threshold of the frame scores,
+with the task's first scenario (detection and ground-truth intersection criteria
+0.7, no cross-trigger cost, instability across classes penalised with weight 1,
+up to 100 false positives per hour), computed by the challenge's own package.
+
+The event-based F1 is computed here as ``sed_eval.sound_event.EventBasedMetrics``
+does, at one decision threshold. An estimated event is a true positive when its
+class matches a reference event, its onset is within 200 ms of the reference
+onset, and its offset within max(200 ms, 20 % of the reference event's length) of
+the reference offset. Each reference matches at most one estimate (a maximum
+bipartite matching per class and clip, as sed_eval does). The score is the
+micro-average over classes and clips (sed_eval's "overall" F-score).
 """
 
 from __future__ import annotations
@@ -13,11 +20,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Sequence
 
-from .data import Event
+import numpy as np
+from sed_scores_eval import intersection_based
+from sed_scores_eval.base_modules.scores import create_score_dataframe
+
+from .data import CLASSES, CLIP_SECONDS, Event
 
 ONSET_COLLAR_S = 0.2
 OFFSET_COLLAR_S = 0.2
 OFFSET_COLLAR_RATE = 0.2
+PSDS1_SCENARIO = {
+    "dtc_threshold": 0.7,
+    "gtc_threshold": 0.7,
+    "cttc_threshold": None,
+    "alpha_ct": 0.0,
+    "alpha_st": 1.0,
+    "max_efpr": 100.0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,3 +128,24 @@ def per_class_f1(references: Sequence[Sequence[Event]], estimates: Sequence[Sequ
         ).f1
         for label in labels
     }
+
+
+def psds1(
+    references: Sequence[Sequence[Event]],
+    scores: np.ndarray,
+    frame_seconds: float,
+    clip_seconds: float = CLIP_SECONDS,
+    classes: Sequence[str] = CLASSES,
+) -> float:
+    """PSDS1 of (clips, frames, classes) frame scores against each clip's reference events."""
+    if len(references) != len(scores):
+        raise ValueError(f"{len(references)} reference clips but {len(scores)} scored clips")
+    clip_ids = [f"clip{index:04d}" for index in range(len(scores))]
+    timestamps = np.arange(scores.shape[1] + 1) * frame_seconds
+    value, *_ = intersection_based.psds(
+        scores={clip: create_score_dataframe(clip_scores, timestamps, list(classes)) for clip, clip_scores in zip(clip_ids, scores)},
+        ground_truth={clip: [(e.onset, e.offset, e.label) for e in events] for clip, events in zip(clip_ids, references)},
+        audio_durations={clip: clip_seconds for clip in clip_ids},
+        **PSDS1_SCENARIO,
+    )
+    return float(value)

@@ -12,7 +12,7 @@ from torch import nn
 from . import decode
 from .data import Clip, Event, frame_targets
 from .features import HOP_SECONDS, log_mel, n_frames
-from .metrics import EventCounts, event_based_f1
+from .metrics import event_based_f1
 from .model import CRNN, CRNNConfig
 
 FEATURE_BATCH = 32
@@ -93,8 +93,3 @@ def tune_threshold(model: CRNN, validation: Split) -> float:
             validation.events, detect(probabilities, validation.frame_seconds, threshold)
         ).f1,
     )
-
-
-def evaluate(model: CRNN, split: Split, threshold: float) -> EventCounts:
-    """Event-based counts (``.f1``) of the model's detections against the split's references."""
-    return event_based_f1(split.events, detect(predict(model, split.features), split.frame_seconds, threshold))
