@@ -36,7 +36,7 @@ from .record import Record
 from .report import github
 from .report.json_report import Checkpoints, NotARegularFileError, ReportWriter, build_document, regular_file_target
 from .report.junit import add_accounted_properties, junit_properties
-from .report.terminal import accounting_lines, caveats, format_table, summary_table
+from .report.terminal import accounting_lines, caveats, summary_table
 from .runs import StoredRun
 from .runs import RunStore, RunStoreError, check_regression, commit_info
 from .units import format_energy
@@ -749,7 +749,7 @@ class EnergyPlugin:
                 terminalreporter.write_line(github.notice_annotation(message))
         if not records:
             return
-        for line in format_table(*summary_table(records, self.settings.unit)):
+        for line in summary_table(records, self.settings.unit).render_text(terminalreporter._tw.fullwidth):
             terminalreporter.write_line(line)
         for line in accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit):
             terminalreporter.write_line(line)

@@ -1,4 +1,4 @@
-"""The pure parts without pytest runs: caps, the watchdog's timing, EW accounting, overlap notices.
+"""The pure parts without pytest runs: caps, the watchdog's timing, EW accounting, overlap notices, tables.
 
 Each test pins a boundary a plausible slip would move (``>`` for ``>=`` at a cap, a
 watchdog that checks on a fixed beat, EW from the wrong phase's energy).
@@ -17,6 +17,9 @@ from pytest_energy.concurrency import overlap_warning
 from pytest_energy.decide import complexity_failures, energy_verdict
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.record import Record
+from pytest_energy.report.table import Column, Table
+from pytest_energy.report.terminal import summary_table
+from pytest_energy.units import common_energy_unit
 
 
 def measured(joules: Optional[float]) -> Measurement:
@@ -188,3 +191,71 @@ def test_overlap_is_noticed_only_with_two_distinct_workers() -> None:
     assert overlap_warning(["gw0", "gw0", "gw0"]) is None
     message = overlap_warning(["gw1", "gw0", "gw1"])
     assert message is not None and message.startswith("2 xdist workers measured tests concurrently")
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+METER = "codecarbon-cpu_load+codecarbon-ram-model"
+WIDE_TABLE = Table(
+    [Column("test", shortenable=True, code=True), Column("energy", numeric=True), Column("gpu", optional=2),
+     Column("%gpu", optional=1), Column("normalised", short="norm."), Column("meter", legend=True)],
+    [["tests/test_models.py::TestTraining::test_train_crnn", "1.20 kWh", "1.10 kWh", "92%", "3.00 kWh", METER],
+     ["tests/test_models.py::test_inference", "0.01 kWh", "unmeasured", "-", "-", METER]],
+)
+
+
+def test_a_table_that_fits_is_left_whole() -> None:
+    lines = WIDE_TABLE.render_text(None)
+    assert WIDE_TABLE.render_text(max(len(line) for line in lines)) == lines  # exactly as wide as the terminal
+    assert lines[0].split() == ["test", "energy", "gpu", "%gpu", "normalised", "meter"]
+    assert lines[2].endswith(METER) and len(lines) == 4
+
+
+@pytest.mark.parametrize("width", [100, 80, 60])
+def test_a_narrow_table_keys_long_values_shortens_headers_and_ids_then_leaves_out_columns(width: int) -> None:
+    lines = WIDE_TABLE.render_text(width)
+    table, notes = lines[:4], lines[4:]
+    assert all(len(line) <= width for line in table)
+    assert table[2].endswith("[1]") and table[3].endswith("[1]")
+    assert f"meter [1]: {METER}" in notes
+    assert ("norm." in table[0].split()) == (width <= 80)  # headers are shortened only when keys are not enough
+    assert table[3].split()[0].endswith("::test_inference") and table[2].split()[0].endswith("::test_train_crnn")
+    assert all("energy" in line or "-" in line or "kWh" in line for line in table)
+
+
+def test_columns_are_left_out_least_needed_first_and_named() -> None:
+    lines = WIDE_TABLE.render_text(60)
+    assert lines[0].split() == ["test", "energy", "norm.", "meter"]
+    assert lines[-1] == "(left out to fit 60 columns: %gpu, gpu)"
+    blank_gpu = Table(WIDE_TABLE.columns, [row[:2] + ["-"] + row[3:] for row in WIDE_TABLE.rows])
+    assert blank_gpu.render_text(58)[-1] == "(left out to fit 58 columns: gpu)"  # no figure in it: it goes first
+
+
+def test_numeric_columns_align_right_and_a_short_value_keeps_its_place() -> None:
+    table = Table([Column("meter", legend=True), Column("energy", numeric=True)], [["none", "1.2 J"], ["none", "12.0 J"]])
+    assert table.render_text(5) == ["meter  energy", "-----  ------", "none    1.2 J", "none   12.0 J"]
+
+
+def test_a_shortened_test_id_keeps_the_whole_test_name() -> None:
+    name = "test_a_model_trained_for_ten_epochs_stays_under_its_cap"
+    table = Table([Column("test", shortenable=True), Column("energy")], [[f"tests/deep/test_models.py::{name}", "1 J"]])
+    assert table.render_text(40)[2].split()[0] == f"…::{name}"
+
+
+def test_markdown_escapes_every_cell_and_puts_test_ids_in_code_spans() -> None:
+    table = Table([Column("test", code=True), Column("score|name")], [["t.py::test_x[a|b]", "f1 <b>0.5</b>"]])
+    assert table.render_markdown() == ["| test | score\\|name |", "|---|---|", "| `t.py::test_x[a\\|b]` | f1 &lt;b&gt;0.5&lt;/b&gt; |"]
+
+
+def test_one_energy_unit_per_column_from_its_largest_figure() -> None:
+    assert common_energy_unit([1.0, 400.0, None]) == "Wh"
+    assert common_energy_unit([1.0, 4e6]) == "kWh"
+    assert common_energy_unit([None, None]) == "J"
+    assert common_energy_unit([4e6], "J") == "J"
+
+
+def test_the_energy_table_uses_one_unit_per_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [record("t::big", "train", 7.2e6), record("t::small", "test", 36.0)]
+    energies = [row[2] for row in summary_table(records, None).rows]
+    assert energies == ["2.00 kWh", "1.00e-05 kWh"]
+    assert [row[2] for row in summary_table(records, "J").rows] == ["7200000 J", "36.0 J"]
