@@ -101,3 +101,19 @@ def test_accounted_properties_replace_earlier_ones_and_leave_others(tmp_path: Pa
     properties = junit_properties_by_test(path)
     assert properties["test_x"] == {"energy_j": "3", "ew_f1_test": "0.25", "energy_normalized_j": "2"}
     assert properties["test_y"] == {}
+
+
+def test_junit_ew_of_a_test_includes_the_linked_test_that_ran_after_it(
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """Without xdist too: test_train runs first, yet its JUnit entry has the test phase's EW (added at the end)."""
+    root = str(FakePowercap(tmp_path / "gw0").add_package(0).root)
+    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": root}))
+    pytester.makepyfile(test_a_train=TRAIN, test_b_inference=INFERENCE)
+    pytester.makepyprojecttoml(BASELINE_PHASES)
+    run = run_energy("--energy-meter=rapl", "--junitxml=junit.xml", "-p", "no:xdist")
+    run.result.assert_outcomes(passed=2)
+    assert run.nodeids == ["test_train", "test_inference"]
+    properties = junit_properties_by_test(pytester.path / "junit.xml")["test_train"]
+    assert float(properties["ew_f1_test"]) == pytest.approx(run.entry("test_train")["ew_scores"]["test"]["f1"], rel=1e-5)
+    assert properties["energy_verdict"] == "no-cap"  # the test's own properties are kept
