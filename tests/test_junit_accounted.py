@@ -111,7 +111,7 @@ def test_junit_ew_of_a_test_includes_the_linked_test_that_ran_after_it(
     pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": root}))
     pytester.makepyfile(test_a_train=TRAIN, test_b_inference=INFERENCE)
     pytester.makepyprojecttoml(BASELINE_PHASES)
-    run = run_energy("--energy-meter=rapl", "--junitxml=junit.xml", "-p", "no:xdist")
+    run = run_energy("--energy-meter=rapl", "--junitxml=junit.xml", "-p", "no:xdist", subprocess=True)
     run.result.assert_outcomes(passed=2)
     assert run.nodeids == ["test_train", "test_inference"]
     properties = junit_properties_by_test(pytester.path / "junit.xml")["test_train"]

@@ -4,10 +4,10 @@ The energy summary, the organisers' trend tables and the GitHub job summary all 
 ``Table`` of already formatted cells (units are chosen by the caller, through
 ``units.py``). ``render_text(width)`` fits a terminal: when the table is wider, it
 gives repeated long values of a ``legend`` column short keys explained below the
-table, then shortens headers, then cuts a ``shortenable`` column's cells from the
-left (a test id keeps its end: the test's name), and last leaves out ``optional``
-columns (those without a figure first, then the least needed; a line below the
-table names them).
+table, then shortens headers, leaves out ``optional`` columns without a figure,
+cuts a ``shortenable`` column's cells from the left (a test id keeps its end: the
+test's name), and last leaves out the other ``optional`` columns, least needed
+first. A line below the table names the columns left out.
 """
 
 from __future__ import annotations
@@ -69,21 +69,21 @@ class Table:
                     legend += _keyed(rows, index, headers[index])
         if not fits():
             headers = [printable(column.short or column.header) for column in columns]
+        def leave_out(candidates: Sequence[Column]) -> None:
+            for column in sorted(candidates, key=lambda c: c.optional):  # type: ignore[arg-type, return-value]
+                if fits():
+                    return
+                index = columns.index(column)
+                left_out.append(column.header)
+                del columns[index], headers[index]
+                for row in rows:
+                    del row[index]
+
+        leave_out([column for index, column in enumerate(columns)
+                   if column.optional is not None and all(row[index] in BLANK_CELLS for row in rows)])
         if not fits():
             _shorten(columns, headers, rows, width)  # type: ignore[arg-type]
-        def blank(column: Column) -> bool:
-            index = columns.index(column)
-            return all(row[index] in BLANK_CELLS for row in rows)
-
-        optional = [column for column in columns if column.optional is not None]
-        for column in sorted(optional, key=lambda c: (not blank(c), c.optional)):
-            if fits():
-                break
-            index = columns.index(column)
-            left_out.append(column.header)
-            del columns[index], headers[index]
-            for row in rows:
-                del row[index]
+        leave_out([column for column in columns if column.optional is not None])
         widths = [max(len(cell) for cell in cells) for cells in zip(headers, *rows)]
 
         def line(cells: Sequence[str]) -> str:
