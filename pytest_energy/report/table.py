@@ -13,7 +13,7 @@ first. A line below the table names the columns left out.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .escape import md_code, md_text, printable
 
@@ -69,6 +69,7 @@ class Table:
                     legend += _keyed(rows, index, headers[index])
         if not fits():
             headers = [printable(column.short or column.header) for column in columns]
+
         def leave_out(candidates: Sequence[Column]) -> None:
             for column in sorted(candidates, key=lambda c: c.optional):  # type: ignore[arg-type, return-value]
                 if fits():
@@ -114,8 +115,8 @@ def _width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
 
 
 def _keyed(rows: List[List[str]], index: int, header: str) -> List[str]:
-    """Replace the values of column ``index`` longer than their key by ``[n]``; the legend lines."""
-    keys: dict = {}
+    """Replace the values of column ``index`` of ``LEGEND_MIN`` characters or more by keys ``[n]``; the legend lines."""
+    keys: Dict[str, str] = {}
     for row in rows:
         value = row[index]
         if value not in keys and len(value) >= LEGEND_MIN:
