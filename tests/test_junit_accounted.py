@@ -104,9 +104,10 @@ def test_accounted_properties_replace_earlier_ones_and_leave_others(tmp_path: Pa
 
 
 def test_junit_ew_of_a_test_includes_the_linked_test_that_ran_after_it(
-    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without xdist too: test_train runs first, yet its JUnit entry has the test phase's EW (added at the end)."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # set when this suite itself runs under xdist
     root = str(FakePowercap(tmp_path / "gw0").add_package(0).root)
     pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": root}))
     pytester.makepyfile(test_a_train=TRAIN, test_b_inference=INFERENCE)
