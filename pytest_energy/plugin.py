@@ -12,6 +12,7 @@ Nothing heavy is imported until the first measured test starts.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 import tempfile
@@ -34,8 +35,8 @@ from .measure.meter import Meter, Window, open_meter
 from .record import Record
 from .report import github
 from .report.json_report import Checkpoints, NotARegularFileError, ReportWriter, build_document, regular_file_target
-from .report.junit import junit_properties
-from .report.terminal import accounting_lines, caveats, format_table, summary_table
+from .report.junit import add_accounted_properties, junit_properties
+from .report.terminal import accounting_lines, caveats, summary_table
 from .runs import StoredRun
 from .runs import RunStore, RunStoreError, check_regression, commit_info
 from .units import format_energy
@@ -462,8 +463,6 @@ class EnergyPlugin:
             if self.is_worker:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
-            if record.scores and (self.normalization is not None or not self.settings.reference.normalizes):
-                record = account(self._own_records, self.normalization, self.settings.reference)[-1]
             report.energy_environment = self.environment  # type: ignore[attr-defined]
             report.energy_baseline = [target.to_json() for target in self.baseline.targets]  # type: ignore[attr-defined]
             item.user_properties.extend(junit_properties(record))
@@ -621,7 +620,13 @@ class EnergyPlugin:
         return [target if target.get("energy_j") is not None else known.get(target.get("nodeid"), target)
                 for target in targets]
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
+        """Write the reports after every plugin's own ``pytest_sessionfinish``, before the terminal summary.
+
+        pytest's junitxml writes its file there: the accounted figures are added to it afterwards.
+        """
+        yield
         if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
             item, state = self._running
             if state.measurement is None and state.window is not None:
@@ -643,6 +648,7 @@ class EnergyPlugin:
                     self._saved_run = self.run_store().save(self.document(), commit_info(self.config.rootpath))
                 except OSError as exc:
                     self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
+            self._finish_junit()
 
     def pytest_keyboard_interrupt(self) -> None:
         """Write what is pending now: the session may not get to its end."""
@@ -661,6 +667,21 @@ class EnergyPlugin:
             self._machine_lock.release()
         if self._meter is not None:
             self._meter.close()
+
+    def _finish_junit(self) -> None:
+        """Normalised energies and EW scores into ``--junitxml``, from the records the JSON report accounts.
+
+        Under xdist a test's EW can depend on a test another worker ran, or one that ran later:
+        only the controller, at the end, has every record.
+        """
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        if not xmlpath or not self.records:
+            return
+        path = Path(self.config.invocation_params.dir, os.path.expanduser(os.path.expandvars(xmlpath)))
+        try:
+            add_accounted_properties(path, self.accounted_records(), getattr(self.config.option, "junitprefix", None))
+        except (OSError, ValueError) as exc:
+            self.notice(f"cannot add normalised energies and EW scores to {xmlpath}: {exc}")
 
     def session_normalization(self) -> Optional[Normalization]:
         """The normalisation for the reports, from the targets the tests' reports carried."""
@@ -728,7 +749,7 @@ class EnergyPlugin:
                 terminalreporter.write_line(github.notice_annotation(message))
         if not records:
             return
-        for line in format_table(*summary_table(records, self.settings.unit)):
+        for line in summary_table(records, self.settings.unit).render_text(terminalreporter._tw.fullwidth):
             terminalreporter.write_line(line)
         for line in accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit):
             terminalreporter.write_line(line)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
+from typing import Iterable, Optional
 
 JOULES_PER_UNIT = {
     "j": 1.0,
@@ -90,13 +90,22 @@ def joules_to_kwh(joules: float) -> float:
     return joules / JOULES_PER_UNIT["kwh"]
 
 
+def energy_unit(joules: Optional[float]) -> str:
+    """The unit that reads best for ``joules``: J, Wh or kWh by size."""
+    magnitude = abs(joules or 0.0)
+    return "J" if magnitude < 360.0 else "Wh" if magnitude < 3.6e6 else "kWh"
+
+
+def common_energy_unit(energies: Iterable[Optional[float]], unit: Optional[str] = None) -> str:
+    """One unit for a column of energies: ``unit`` if given, else the one that reads best for the largest."""
+    return unit or energy_unit(max((abs(joules) for joules in energies if joules is not None), default=0.0))
+
+
 def format_energy(joules: Optional[float], unit: Optional[str] = None) -> str:
     """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size."""
     if joules is None:
         return "unmeasured"
-    if unit is None:
-        magnitude = abs(joules)
-        unit = "J" if magnitude < 360.0 else "Wh" if magnitude < 3.6e6 else "kWh"
+    unit = unit or energy_unit(joules)
     factor = JOULES_PER_UNIT[unit.lower()]
     return f"{_significant(joules / factor)} {unit}"
 

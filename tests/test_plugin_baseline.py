@@ -142,7 +142,10 @@ def no_crash(result: pytest.RunResult) -> None:
 # -- the cache: miss, hit, refresh, off -----------------------------------------------------------
 
 
-def test_first_run_measures_the_baseline_first_caches_it_and_normalises(measure: Callable, pytester: pytest.Pytester) -> None:
+def test_first_run_measures_the_baseline_first_caches_it_and_normalises(
+    measure: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for every column of the energy table
     pytester.makepyfile(SUITE)
     pytester.makepyprojecttoml(REFERENCE)
     run = measure()

@@ -159,8 +159,9 @@ def test_autosave_stores_the_run_with_commit_and_machine_info(run_energy: Callab
 
 
 def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
-    run_energy: Callable, pytester: pytest.Pytester
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for every column of the energy table
     pytester.makepyfile(test_gate=gate_suite(0.05))
     run_energy("--energy-meter=codecarbon", "--energy-autosave").result.assert_outcomes(passed=1)
     [stored] = stored_runs(pytester.path)

@@ -81,7 +81,10 @@ def test_marked_and_fixture_tests_are_measured_unmarked_ones_are_not(run_energy:
     assert marked["scores"] == {}
 
 
-def test_terminal_table_lists_measured_tests_and_codecarbon_caveats(pytester: pytest.Pytester) -> None:
+def test_terminal_table_lists_measured_tests_and_codecarbon_caveats(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for every column
     pytester.makepyfile(MEASURED_SUITE)
     result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=codecarbon")
     result.assert_outcomes(passed=3)
@@ -96,6 +99,26 @@ def test_terminal_table_lists_measured_tests_and_codecarbon_caveats(pytester: py
         ]
     )
     result.stdout.no_fnmatch_line("*::test_unmarked *")
+
+
+def test_a_narrow_terminal_keys_the_meter_and_names_the_columns_left_out(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "64")
+    pytester.makepyfile(MEASURED_SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=codecarbon")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "test * phase * energy * verdict * meter",
+            "…*::test_marked * train * [[]1[]]",
+            "…*::test_fixture_only * test * [[]1[]]",
+            "meter [[]1[]]: codecarbon-*",
+            "(left out to fit 64 columns: *)",
+        ]
+    )
+    table = result.stdout.lines[result.stdout.lines.index(next(l for l in result.stdout.lines if l.startswith("test "))):]
+    assert all(len(line) <= 64 for line in table[:4])
 
 
 def test_energy_all_measures_unmarked_tests(run_energy: Callable, pytester: pytest.Pytester) -> None:

@@ -57,7 +57,10 @@ def counting_modules_loaded() -> None:
     count_complexity(torch.nn.Linear(2, 2), torch.zeros(1, 2))
 
 
-def test_fixture_and_marker_counts_reach_json_junit_and_terminal(run_energy: Callable, pytester: pytest.Pytester) -> None:
+def test_fixture_and_marker_counts_reach_json_junit_and_terminal(
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for every column
     pytester.makepyfile(COUNTING_SUITE)
     run = run_energy("--energy-meter=none", "--junitxml=junit.xml")
     run.result.assert_outcomes(passed=2)

@@ -155,9 +155,10 @@ def failure_figure(lines: Any, pattern: str) -> str:
 
 
 def test_a_stopped_test_fails_with_the_energy_its_reports_give(
-    run_energy: Callable, pytester: pytest.Pytester, report_schema: Schema
+    run_energy: Callable, pytester: pytest.Pytester, report_schema: Schema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The watchdog reads the crossing before the window closes; the failure must give the window's final figure."""
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for every column of the energy table
     pytester.makepyfile(BURN + "\n\n@pytest.mark.energy(cap='2J')\ndef test_runaway():\n    burn(30.0)\n")
     run = run_energy("--energy-meter=codecarbon", "--energy-unit=J", "--energy-check-interval=0.05", "--junitxml=junit.xml")
     run.result.assert_outcomes(failed=1)

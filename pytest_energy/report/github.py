@@ -6,9 +6,11 @@ import os
 from typing import Iterable, List, Mapping, Optional
 
 from ..record import Record
-from ..units import format_count, format_energy
-from .escape import md_code, md_text
+from ..units import common_energy_unit, format_count, format_energy
 from .json_report import phase_totals
+from .table import Column, Table
+
+TEST_HEADERS = ("phase", "energy", "normalised", "MACs", "scores", "cap", "verdict", "meter")
 
 
 def on_github_actions(environ: Mapping[str, str] = os.environ) -> bool:
@@ -16,32 +18,36 @@ def on_github_actions(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> str:
-    """The run as a Markdown table, per test and per phase; node ids, phases, score and meter names
-    are escaped (they come from the test suite)."""
+    """The run as Markdown tables, per test and per phase; node ids, phases, score and meter names
+    are escaped (they come from the test suite). Each energy column has one unit."""
     records = list(records)
-    lines = [
-        "### Energy (pytest-energy)",
-        "",
-        "| test | phase | energy | normalised | MACs | scores | cap | verdict | meter |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    energy_unit = common_energy_unit((record.energy_j for record in records), unit)
+    normalised_unit = common_energy_unit((record.extra.get("energy_normalized_j") for record in records), unit)
+    cap_unit = common_energy_unit((record.cap_j for record in records), unit)
+    rows = []
     for record in records:
         normalized = record.extra.get("energy_normalized_j")
-        scores = ", ".join(f"{md_text(name)} {value:.3g}" for name, value in record.scores.items()) or "-"
-        meter = md_text(record.measurement.meter) if record.measurement else "none"
-        lines.append(
-            f"| {md_code(record.nodeid)} | {md_text(record.phase)} | {format_energy(record.energy_j, unit)} | "
-            f"{'-' if normalized is None else format_energy(normalized, unit)} | {format_count(record.extra.get('macs'))} | "
-            f"{scores} | {'-' if record.cap_j is None else format_energy(record.cap_j, unit)} | "
-            f"{_verdict_mark(record.verdict)} | {meter} |"
-        )
-    lines += ["", "| phase | tests | measured | energy | GPU energy |", "|---|---|---|---|---|"]
-    for phase, total in phase_totals(records).items():
-        lines.append(
-            f"| {md_text(phase)} | {total['tests']} | {total['measured']} | {format_energy(total['energy_j'], unit)} | "
-            f"{format_energy(total['gpu_energy_j'], unit)} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([
+            record.nodeid,
+            record.phase,
+            format_energy(record.energy_j, energy_unit),
+            "-" if normalized is None else format_energy(normalized, normalised_unit),
+            format_count(record.extra.get("macs")),
+            ", ".join(f"{name} {value:.3g}" for name, value in record.scores.items()) or "-",
+            "-" if record.cap_j is None else format_energy(record.cap_j, cap_unit),
+            _verdict_mark(record.verdict),
+            record.measurement.meter if record.measurement else "none",
+        ])
+    tests = Table([Column("test", code=True), *(Column(header) for header in TEST_HEADERS)], rows)
+    totals = phase_totals(records)
+    total_unit = common_energy_unit((total["energy_j"] for total in totals.values()), unit)
+    gpu_unit = common_energy_unit((total["gpu_energy_j"] for total in totals.values()), unit)
+    phases = Table(
+        [Column(header) for header in ("phase", "tests", "measured", "energy", "GPU energy")],
+        [[phase, str(total["tests"]), str(total["measured"]), format_energy(total["energy_j"], total_unit),
+          format_energy(total["gpu_energy_j"], gpu_unit)] for phase, total in totals.items()],
+    )
+    return "\n".join(["### Energy (pytest-energy)", "", *tests.render_markdown(), "", *phases.render_markdown()]) + "\n"
 
 
 def _verdict_mark(verdict: str) -> str:

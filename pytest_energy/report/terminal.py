@@ -1,21 +1,45 @@
-"""The summary table printed after the run."""
+"""The energy summary printed after the run: the table of measured tests, accounting lines and caveats."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..record import Record
-from ..units import format_count, format_energy
+from ..units import common_energy_unit, format_count, format_energy
+from .table import Column, Table
 
-HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "normalised", "MACs", "params", "cap", "verdict", "meter")
+COLUMNS = (
+    Column("test", shortenable=True, code=True),
+    Column("phase"),
+    Column("energy", numeric=True),
+    Column("gpu", numeric=True, optional=5),
+    Column("cpu", numeric=True, optional=4),
+    Column("ram", numeric=True, optional=3),
+    Column("%gpu", numeric=True, optional=1),
+    Column("normalised", short="norm.", numeric=True),
+    Column("MACs", numeric=True),
+    Column("params", short="par.", numeric=True, optional=2),
+    Column("cap", numeric=True),
+    Column("verdict"),
+    Column("meter", legend=True),
+)
 OPTIONAL_COLUMNS = ("normalised", "MACs", "params")  # shown only when some test has the figure
 
 
-def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Sequence[str], List[Sequence[str]]]:
-    """Headers and rows of the energy table; normalised and complexity columns only when a test has them."""
+def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
+    """The energy table; normalised and complexity columns only when a test has them.
+
+    Every energy column has one unit (``unit``, else the one that reads best for the
+    column's largest figure), so figures compare at a glance.
+    """
     records = list(records)
+    energy_column = common_energy_unit((_energy_j(record) for record in records), unit)
+    component_units = {component: common_energy_unit((record.component_j(component) for record in records), unit)
+                       for component in COMPONENTS}
+    normalised_unit = common_energy_unit((record.extra.get("energy_normalized_j") for record in records), unit)
+    cap_unit = common_energy_unit((record.cap_j for record in records), unit)
     rows = []
     for record in records:
         share = record.measurement.gpu_share if record.measurement else None
@@ -23,21 +47,21 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Tuple[Seque
         rows.append([
             record.nodeid,
             record.phase,
-            _energy(record, unit),
-            *(_component(record, component, unit) for component in COMPONENTS),
+            _energy(record, energy_column),
+            *(_component(record, component, component_units[component]) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
-            "-" if normalized_j is None else format_energy(normalized_j, unit),
+            "-" if normalized_j is None else format_energy(normalized_j, normalised_unit),
             format_count(record.extra.get("macs")),
             format_count(record.extra.get("params")),
-            "-" if record.cap_j is None else format_energy(record.cap_j, unit),
+            "-" if record.cap_j is None else format_energy(record.cap_j, cap_unit),
             _verdict(record),
             record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none"),
         ])
     shown = [
-        index for index, header in enumerate(HEADERS)
-        if header not in OPTIONAL_COLUMNS or any(row[index] != "-" for row in rows)
+        index for index, column in enumerate(COLUMNS)
+        if column.header not in OPTIONAL_COLUMNS or any(row[index] != "-" for row in rows)
     ]
-    return [HEADERS[index] for index in shown], [[row[index] for index in shown] for row in rows]
+    return Table([COLUMNS[index] for index in shown], [[row[index] for index in shown] for row in rows])
 
 
 def accounting_lines(
@@ -69,10 +93,14 @@ def _reused(record: Record) -> bool:
     return record.measurement is None and (record.extra.get("baseline") or {}).get("source") == "cached"
 
 
+def _energy_j(record: Record) -> Optional[float]:
+    """The test's energy, or for a baseline reused from the cache, its cached energy."""
+    return record.extra["baseline"].get("energy_j") if _reused(record) else record.energy_j
+
+
 def _energy(record: Record, unit: Optional[str]) -> str:
-    if _reused(record):
-        return f"cached {format_energy(record.extra['baseline'].get('energy_j'), unit)}"
-    return format_energy(record.energy_j, unit)
+    figure = format_energy(_energy_j(record), unit)
+    return f"cached {figure}" if _reused(record) else figure
 
 
 def _verdict(record: Record) -> str:
@@ -85,15 +113,6 @@ def _component(record: Record, component: str, unit: Optional[str]) -> str:
     if record.measurement is None or not any(r.component == component for r in record.measurement.readings):
         return "-"
     return format_energy(record.component_j(component), unit)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-
-    def line(cells: Iterable[str]) -> str:
-        return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
-
-    return [line(headers), line("-" * width for width in widths), *(line(row) for row in rows)]
 
 
 def caveats(records: Iterable[Record]) -> List[str]:

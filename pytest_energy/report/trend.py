@@ -26,7 +26,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from pytest_energy.account.dcase_data import parse_count, parse_score
 from pytest_energy.report.escape import csv_cell, md_text, printable
-from pytest_energy.units import JOULES_PER_UNIT, format_count, format_energy
+from pytest_energy.report.table import Column, Table
+from pytest_energy.units import JOULES_PER_UNIT, energy_unit, format_count, format_energy
 
 REPORT_SCHEMA = "pytest-energy/1"
 KWH_J = JOULES_PER_UNIT["kwh"]
@@ -894,18 +895,6 @@ def compute(
 # ----------------------------------------------------------------------------- rendering
 
 
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: Tuple[str, ...]
-    rows: List[Tuple[str, ...]]
-
-
-def _energy_unit(reference: Optional[float]) -> str:
-    magnitude = abs(reference or 0.0)
-    return "J" if magnitude < 360.0 else "Wh" if magnitude < 3.6e6 else "kWh"
-
-
 def _format(kind: str, value: Optional[float], unit: Optional[str] = None) -> str:
     if value is None:
         return "-"
@@ -926,7 +915,7 @@ def _system_label(system: Optional[System]) -> Tuple[str, str]:
 
 def _threshold_cells(row: ThresholdRow) -> Tuple[str, ...]:
     kind = row.metric.kind
-    unit = _energy_unit(row.threshold) if kind == "energy" else None
+    unit = energy_unit(row.threshold) if kind == "energy" else None
     maximum = () if row.level == "all" else (_format(kind, row.threshold, unit),)
     return maximum + (str(row.candidates),) + _system_label(row.best)
 
@@ -935,7 +924,7 @@ def tables(trend: Trend) -> List[Table]:
     """The trend as display tables (the same content the CSV gives as numbers)."""
     quartile_rows = []
     for row in trend.quartiles:
-        unit = _energy_unit(row.median) if row.metric.kind == "energy" else None
+        unit = energy_unit(row.median) if row.metric.kind == "energy" else None
         quartile_rows.append(
             (row.edition, row.metric.label, str(row.n))
             + tuple(_format(row.metric.kind, value, unit) for value in (row.p25, row.median, row.p75))
@@ -959,23 +948,27 @@ def tables(trend: Trend) -> List[Table]:
     score = trend.score
     return [
         Table(
-            "Quartiles per edition (usable systems, baselines excluded)",
-            ("edition", "metric", "n", "P25", "median", "P75"),
+            _columns("edition", "metric", "n", "P25", "median", "P75"),
             quartile_rows,
+            "Quartiles per edition (usable systems, baselines excluded)",
         ),
         Table(
-            "GPU share of energy (GPU energy / total energy; std: sample, n-1)",
-            ("edition", "phase", "n", "mean ± std", "min", "max"),
+            _columns("edition", "phase", "n", "mean ± std", "min", "max"),
             share_rows,
+            "GPU share of energy (GPU energy / total energy; std: sample, n-1)",
         ),
         Table(
+            _columns("edition", "metric", "n", "25% Max", "under", score, "system", "median Max", "under", score,
+                     "system", "All: n", score, "system"),
+            threshold_rows_,
             f"Best {score} under thresholds, {POPULATIONS[trend.population]}: Max is the P25 / median of "
             f"the n ranked systems that have the metric; 'under' counts scored systems with a value <= Max",
-            ("edition", "metric", "n", "25% Max", "under", score, "system", "median Max", "under", score, "system",
-             "All: n", score, "system"),
-            threshold_rows_,
         ),
     ]
+
+
+def _columns(*headers: str) -> List[Column]:
+    return [Column(header) for header in headers]
 
 
 def summary_lines(trend: Trend) -> List[str]:
@@ -1041,11 +1034,7 @@ def render_text(trend: Trend) -> str:
     lines = [printable(line) for line in summary_lines(trend)]
     out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(lines)]
     for table in tables(trend):
-        rows = [tuple(printable(cell) for cell in row) for row in table.rows]
-        widths = [max(len(cell) for cell in column) for column in zip(table.headers, *rows)]
-        out += ["", table.title]
-        for cells in [table.headers] + rows:
-            out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+        out += ["", *table.render_text()]
     return "\n".join(out) + "\n"
 
 
@@ -1054,10 +1043,7 @@ def render_markdown(trend: Trend) -> str:
     for line in summary_lines(trend):
         out.append(f"  - {md_text(line.strip())}" if line.startswith("  ") else f"- {md_text(line)}")
     for table in tables(trend):
-        out += ["", f"### {md_text(table.title)}", ""]
-        out.append("| " + " | ".join(md_text(header) for header in table.headers) + " |")
-        out.append("|" + "|".join("---" for _ in table.headers) + "|")
-        out += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in table.rows]
+        out += ["", *table.render_markdown()]
     return "\n".join(out) + "\n"
 
 
