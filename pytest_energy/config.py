@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .measure.meter import METER_CHOICES
-from .runs import parse_percentage
 from .account.complexity import input_shape
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
-from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy
+from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")

@@ -21,25 +21,27 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import pytest
 
 from .account.normalize import Normalization
-from .account.session import account
-from .baseline import BaselinePlan
-from .baseline_cache import BaselineCacheError
-from .concurrency import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
+from .account.ew import account
+from .baseline_plan import BaselinePlan
+from .account.baseline_cache import BaselineCacheError
+from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .config import (OPTIONS, ConfigError, EnergyMarker, Settings, add_options, build_settings, find_pyproject,
                      parse_baseline_marker, parse_energy_marker, read_pyproject)
-from .decide import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
+from .decide.limits import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
 from .fixture import EnergyProbe, TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
-from .record import Record
+from .account.record import Record
 from .report import github
-from .report.json_report import Checkpoints, NotARegularFileError, ReportWriter, build_document, regular_file_target
+from .report.json_report import Checkpoints, ReportWriter, build_document
+from .store.files import NotARegularFileError, regular_file_target
 from .report.junit import junit_properties
 from .report.terminal import accounting_lines, caveats, format_table, summary_table
-from .runs import StoredRun
-from .runs import RunStore, RunStoreError, check_regression, commit_info
+from .store.runs import StoredRun
+from .store.runs import RunStore, RunStoreError, commit_info
+from .decide.regression import check_regression
 from .units import format_energy
-from .watchdog import MainThreadStopper, Watchdog
+from .measure.watchdog import MainThreadStopper, Watchdog
 
 PLUGIN_NAME = "energy-session"
 STATE = pytest.StashKey[TestState]()
@@ -255,7 +257,7 @@ class EnergyPlugin:
     # -- measuring -------------------------------------------------------------------------
     def meter(self) -> Meter:
         if self._meter is None:
-            from .environment import environment
+            from .measure.machine import environment
 
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             if not self.is_worker and self._meter.available:

@@ -90,6 +90,20 @@ def joules_to_kwh(joules: float) -> float:
     return joules / JOULES_PER_UNIT["kwh"]
 
 
+def parse_percentage(text: str) -> float:
+    """``"10%"`` -> 0.10; the percent sign is required so ``10`` is not read as 1000 %."""
+    value = str(text).strip()
+    if not value.endswith("%"):
+        raise ValueError(f"expected a percentage such as 10%, got {text!r}")
+    try:
+        number = float(value[:-1])
+    except ValueError:
+        raise ValueError(f"expected a percentage such as 10%, got {text!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"expected a percentage of 0% or more, got {text!r}")
+    return number / 100
+
+
 def format_energy(joules: Optional[float], unit: Optional[str] = None) -> str:
     """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size."""
     if joules is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, List, Mapping, Optional
 
-from ..record import Record
+from ..account.record import Record
 from ..units import format_count, format_energy
 from .escape import md_code, md_text
 from .json_report import phase_totals

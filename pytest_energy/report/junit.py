@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from ..record import Record
+from ..account.record import Record
 from ..units import joules_to_kwh
 
 COMPLEXITY_FIGURES = ("macs", "macs_thop", "params", "params_trainable")

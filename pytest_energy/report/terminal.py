@@ -6,7 +6,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
-from ..record import Record
+from ..account.record import Record
 from ..units import format_count, format_energy
 
 HEADERS = ("test", "phase", "energy", "gpu", "cpu", "ram", "%gpu", "normalised", "MACs", "params", "cap", "verdict", "meter")
