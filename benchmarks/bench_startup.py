@@ -2,11 +2,16 @@
 
 Generates a suite of unmarked tests in a temporary directory, times
 ``python -m pytest --collect-only -q`` on it with the plugin disabled (``-p no:energy``)
-and enabled, alternating the two, and prints the medians and their ratio. Then runs
+and enabled, interleaved (each round runs both, the first of the pair alternating), and
+prints each variant's median with its spread (interquartile range, min-max), the ratio of
+the medians, and the median and IQR of the per-round ratios. Then runs
 ``python -X importtime -c "import pytest_energy.plugin"`` and checks that no heavy
 module (torch, CodeCarbon, pynvml, THOP) is imported with the plugin.
 
-    python benchmarks/bench_startup.py [--tests 200] [--runs 7]
+    python benchmarks/bench_startup.py [--tests 200] [--runs 15]
+
+Timings are wall-clock: on a loaded machine the spread grows; the per-round ratio is the
+figure least disturbed by slow drifts in load.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 HEAVY_MODULES = ("torch", "codecarbon", "pynvml", "thop")
 TESTS_PER_FILE = 10
@@ -54,10 +59,16 @@ def import_times(module: str) -> Dict[str, int]:
     return times
 
 
+def quartiles(values: Sequence[float]) -> Tuple[float, float]:
+    """The first and third quartiles (the interquartile range's ends)."""
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return first, third
+
+
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=200, help="tests in the generated suite")
-    parser.add_argument("--runs", type=int, default=7, help="timed collections per variant")
+    parser.add_argument("--runs", type=int, default=15, help="timed collections per variant (at least 2)")
     options = parser.parse_args(argv or None)
 
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as name:
@@ -67,22 +78,30 @@ def main(argv: Sequence[str] = ()) -> int:
         for extra in variants.values():  # warm the bytecode and file caches
             time_collection(directory, extra)
         timings: Dict[str, List[float]] = {label: [] for label in variants}
-        for _ in range(options.runs):
-            for label, extra in variants.items():
+        for round_index in range(options.runs):
+            order = list(variants.items()) if round_index % 2 == 0 else list(reversed(variants.items()))
+            for label, extra in order:
                 timings[label].append(time_collection(directory, extra))
 
     medians = {label: statistics.median(values) for label, values in timings.items()}
     without, with_plugin = medians.values()
-    print(f"pytest --collect-only -q on {options.tests} tests, median of {options.runs} runs ({sys.executable}):")
+    print(f"pytest --collect-only -q on {options.tests} tests, {options.runs} interleaved rounds ({sys.executable}):")
     for label, values in timings.items():
-        print(f"  {label:<30} {1000 * medians[label]:7.1f} ms   (min {1000 * min(values):.1f}, max {1000 * max(values):.1f})")
-    print(f"  ratio with/without: {with_plugin / without:.3f}  (+{1000 * (with_plugin - without):.1f} ms)")
+        low, high = quartiles(values)
+        print(f"  {label:<30} median {1000 * medians[label]:7.1f} ms   IQR {1000 * low:.1f}-{1000 * high:.1f}   "
+              f"min-max {1000 * min(values):.1f}-{1000 * max(values):.1f}")
+    ratios = [plugged / bare for bare, plugged in zip(*timings.values())]
+    low, high = quartiles(ratios)
+    print(f"  ratio of medians with/without: {with_plugin / without:.3f}  (+{1000 * (with_plugin - without):.1f} ms)")
+    print(f"  per-round ratio: median {statistics.median(ratios):.3f}, IQR {low:.3f}-{high:.3f}, "
+          f"min-max {min(ratios):.3f}-{max(ratios):.3f}")
 
     times = import_times("pytest_energy.plugin")
     own = sorted(((value, name) for name, value in times.items() if name.startswith("pytest_energy")), reverse=True)
     heavy = sorted({name.split(".")[0] for name in times} & set(HEAVY_MODULES))
-    print(f"import pytest_energy.plugin: {times.get('pytest_energy.plugin', 0) / 1000:.1f} ms cumulative "
-          f"(pytest itself: {times.get('pytest', 0) / 1000:.1f} ms); slowest own modules:")
+    plugin_ms, pytest_ms = times.get("pytest_energy.plugin", 0) / 1000, times.get("pytest", 0) / 1000
+    print(f"import pytest_energy.plugin: {plugin_ms:.1f} ms cumulative, of which pytest itself {pytest_ms:.1f} ms "
+          f"(imported anyway): {plugin_ms - pytest_ms:.1f} ms of its own; slowest own modules:")
     for value, name in own[1:6]:
         print(f"  {name:<40} {value / 1000:6.1f} ms")
     print(f"heavy modules imported with the plugin: {', '.join(heavy) if heavy else 'none'}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -194,7 +193,7 @@ class BaselineCache:
     @contextlib.contextmanager
     def _locked(self, fingerprint: str) -> Iterator[None]:
         """Hold the lock of one fingerprint's entry; creates the directory."""
-        import filelock  # only when a baseline is read or written, like concurrency.claim_machine
+        import filelock  # only when a baseline is read or written, like measure.overlap.claim_machine
 
         lock = filelock.FileLock(str(self.directory / f"{fingerprint}.json.lock"), timeout=LOCK_TIMEOUT_S)
         try:
