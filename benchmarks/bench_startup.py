@@ -10,20 +10,23 @@ module (torch, CodeCarbon, pynvml, THOP) is imported with the plugin.
 
     python benchmarks/bench_startup.py [--tests 200] [--runs 15]
 
-Timings are wall-clock: on a loaded machine the spread grows; the per-round ratio is the
-figure least disturbed by slow drifts in load.
+Both wall-clock and CPU time (user + system of the child) are shown: on a loaded machine
+the wall-clock spread grows, CPU time much less; the per-round ratio is the figure least
+disturbed by slow drifts in load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 HEAVY_MODULES = ("torch", "codecarbon", "pynvml", "thop")
 TESTS_PER_FILE = 10
@@ -38,17 +41,44 @@ def write_suite(directory: Path, tests: int) -> None:
         (directory / f"test_suite_{first // TESTS_PER_FILE:03d}.py").write_text(body, encoding="utf-8")
 
 
-def time_collection(directory: Path, extra: Sequence[str]) -> float:
+def cached_bytecode_environment() -> Dict[str, str]:
+    """This environment, but with bytecode written and read (``PYTHONDONTWRITEBYTECODE`` dropped): the warm-up caches it."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
+def time_collection(directory: Path, extra: Sequence[str]) -> Tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one collection in a child process."""
     command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    subprocess.run(command, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=cached_bytecode_environment())
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def print_comparison(what: str, timings: Mapping[str, Sequence[float]]) -> None:
+    """Each variant's median, IQR and min-max, the ratio of the medians, and the per-round ratios."""
+    medians = {label: statistics.median(values) for label, values in timings.items()}
+    without, with_plugin = medians.values()
+    print(f"  {what}:")
+    for label, values in timings.items():
+        low, high = quartiles(values)
+        print(f"    {label:<30} median {1000 * medians[label]:7.1f} ms   IQR {1000 * low:.1f}-{1000 * high:.1f}   "
+              f"min-max {1000 * min(values):.1f}-{1000 * max(values):.1f}")
+    ratios = [plugged / bare for bare, plugged in zip(*timings.values())]
+    low, high = quartiles(ratios)
+    print(f"    ratio of medians with/without: {with_plugin / without:.3f}  (+{1000 * (with_plugin - without):.1f} ms)")
+    print(f"    per-round ratio: median {statistics.median(ratios):.3f}, IQR {low:.3f}-{high:.3f}, "
+          f"min-max {min(ratios):.3f}-{max(ratios):.3f}")
 
 
 def import_times(module: str) -> Dict[str, int]:
     """Cumulative import time in microseconds of every module imported with ``module``."""
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True, check=True
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True, check=True,
+        env=cached_bytecode_environment(),
     )
     times: Dict[str, int] = {}
     for line in completed.stderr.splitlines():
@@ -75,26 +105,21 @@ def main(argv: Sequence[str] = ()) -> int:
         directory = Path(name)
         write_suite(directory, options.tests)
         variants = {"without plugin (-p no:energy)": ["-p", "no:energy"], "with plugin": []}
-        for extra in variants.values():  # warm the bytecode and file caches
+        for extra in variants.values():  # warm the bytecode (written even under PYTHONDONTWRITEBYTECODE) and file caches
             time_collection(directory, extra)
-        timings: Dict[str, List[float]] = {label: [] for label in variants}
+        wall: Dict[str, List[float]] = {label: [] for label in variants}
+        cpu: Dict[str, List[float]] = {label: [] for label in variants}
         for round_index in range(options.runs):
             order = list(variants.items()) if round_index % 2 == 0 else list(reversed(variants.items()))
             for label, extra in order:
-                timings[label].append(time_collection(directory, extra))
+                wall_s, cpu_s = time_collection(directory, extra)
+                wall[label].append(wall_s)
+                cpu[label].append(cpu_s)
 
-    medians = {label: statistics.median(values) for label, values in timings.items()}
-    without, with_plugin = medians.values()
-    print(f"pytest --collect-only -q on {options.tests} tests, {options.runs} interleaved rounds ({sys.executable}):")
-    for label, values in timings.items():
-        low, high = quartiles(values)
-        print(f"  {label:<30} median {1000 * medians[label]:7.1f} ms   IQR {1000 * low:.1f}-{1000 * high:.1f}   "
-              f"min-max {1000 * min(values):.1f}-{1000 * max(values):.1f}")
-    ratios = [plugged / bare for bare, plugged in zip(*timings.values())]
-    low, high = quartiles(ratios)
-    print(f"  ratio of medians with/without: {with_plugin / without:.3f}  (+{1000 * (with_plugin - without):.1f} ms)")
-    print(f"  per-round ratio: median {statistics.median(ratios):.3f}, IQR {low:.3f}-{high:.3f}, "
-          f"min-max {min(ratios):.3f}-{max(ratios):.3f}")
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs" if hasattr(os, "getloadavg") else ""
+    print(f"pytest --collect-only -q on {options.tests} tests, {options.runs} interleaved rounds ({sys.executable}{load}):")
+    print_comparison("wall-clock", wall)
+    print_comparison("CPU time (user + system; steadier on a loaded machine)", cpu)
 
     times = import_times("pytest_energy.plugin")
     own = sorted(((value, name) for name, value in times.items() if name.startswith("pytest_energy")), reverse=True)

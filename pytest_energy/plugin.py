@@ -15,7 +15,7 @@ or xdist runs, else when the first measured test is collected.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import pytest
 
@@ -81,12 +81,6 @@ def start_session(config: pytest.Config) -> EnergyPlugin:
     return plugin
 
 
-def is_measured(item: pytest.Item) -> bool:
-    """Whether ``item`` is measured whatever the settings: marked, a baseline, or using the ``energy`` fixture."""
-    return (item.get_closest_marker("energy") is not None or item.get_closest_marker("energy_baseline") is not None
-            or "energy" in getattr(item, "fixturenames", ()))
-
-
 def load_settings(config: pytest.Config) -> Settings:
     """Read and validate the settings; a bad one is a usage error (exit code 4)."""
     pyproject = find_pyproject(config.rootpath, config.inipath)
@@ -102,13 +96,20 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
 
 
-def marker_error(item: pytest.Item) -> Optional[str]:
-    """What is wrong with the energy and energy_baseline markers of ``item``, in one line; None if nothing."""
+MARKERS = ("energy", "energy_baseline")
+
+
+def energy_markers(item: pytest.Item) -> List[pytest.Mark]:
+    """The item's energy and energy_baseline markers, closest first (one walk up its nodes)."""
+    return [marker for marker in item.iter_markers() if marker.name in MARKERS]
+
+
+def marker_error(item: pytest.Item, markers: List[pytest.Mark]) -> Optional[str]:
+    """What is wrong with the energy and energy_baseline ``markers`` of ``item``, in one line; None if nothing."""
     try:
-        for marker in item.iter_markers("energy"):
-            parse_energy_marker(marker.args, marker.kwargs, item.nodeid)
-        for marker in item.iter_markers("energy_baseline"):
-            parse_baseline_marker(marker.args, marker.kwargs, item.nodeid)
+        for marker in markers:
+            parse = parse_energy_marker if marker.name == "energy" else parse_baseline_marker
+            parse(marker.args, marker.kwargs, item.nodeid)
     except ConfigError as exc:
         return f"pytest-energy: {exc}"
     return None
@@ -123,9 +124,12 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     """
     outcome = yield
     report: pytest.CollectReport = outcome.get_result()
-    errors = [marker_error(item) for item in report.result if isinstance(item, pytest.Item)] if report.passed else []
+    items = [item for item in report.result if isinstance(item, pytest.Item)] if report.passed else []
+    markers = [energy_markers(item) for item in items]
+    errors = [marker_error(item, found) for item, found in zip(items, markers) if found]
     message = next((error for error in errors if error), None)
-    if message is None and any(isinstance(item, pytest.Item) and is_measured(item) for item in report.result):
+    # a test marked, a baseline, or using the fixture is measured whatever the settings: the session starts now
+    if message is None and any(found or "energy" in getattr(item, "fixturenames", ()) for item, found in zip(items, markers)):
         start_session(collector.config)
     if message is not None:
         if not hasattr(collector.config, "workerinput"):
