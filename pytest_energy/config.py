@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .measure import METER_CHOICES
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
+from .measure import METER_CHOICES
 from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
 
 PHASES = ("train", "test")

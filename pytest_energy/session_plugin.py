@@ -1,12 +1,10 @@
-"""The session's energy measurements: the plugin object registered once a test can be measured (``plugin.py``).
+"""The session's ``EnergyPlugin``: the hooks that measure, decide and report (registered by ``plugin.py``).
 
-How: a test marked ``@pytest.mark.energy`` (or using the ``energy`` fixture, or every
-test with ``--energy-all``) is measured from the start to the end of its call phase
-by a window on the best available meter (NVML energy counter, RAPL, CodeCarbon).
-A test over its cap is turned from passed into failed in ``pytest_runtest_makereport``,
-so it fails like any other test (terminal, JUnit, xdist). Figures travel on the
-test report as JSON, so the xdist controller writes one report for all workers.
-Nothing heavy is imported until the first measured test starts.
+A measured test is measured from the start to the end of its call phase by a window on
+the best available meter. A test over its cap is turned from passed into failed in
+``pytest_runtest_makereport``, so it fails like any other test (terminal, JUnit, xdist).
+Figures travel on the test report as JSON, so the xdist controller writes one report for
+all workers. Nothing heavy is imported until the first measured test starts.
 """
 
 from __future__ import annotations
@@ -20,27 +18,26 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pytest
 
-from .account.normalize import Normalization
-from .account.ew import account
-from .baseline_plan import BaselinePlan
 from .account.baseline_cache import BaselineCacheError
-from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
+from .account.ew import account
+from .account.normalize import Normalization
+from .account.record import Record
+from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings, parse_energy_marker
 from .decide.limits import CapFailure, complexity_failures, energy_verdict, session_cap_failure, verdict_of
+from .decide.regression import check_regression
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter, Window, open_meter
-from .account.record import Record
+from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
+from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
-from .store.files import NotARegularFileError, regular_file_target
 from .report.junit import junit_properties
 from .report.terminal import accounting_lines, caveats, format_table, summary_table
-from .store.runs import StoredRun
-from .store.runs import RunStore, RunStoreError, commit_info
-from .decide.regression import check_regression
+from .store.files import NotARegularFileError, regular_file_target
+from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
-from .measure.watchdog import MainThreadStopper, Watchdog
 
 STATE = pytest.StashKey[TestState]()
 PHASE_CHOICES = ("train", "test")
