@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .measure.meter import METER_CHOICES
-from .runs import parse_percentage
-from .account.complexity import input_shape
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
-from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy
+from .measure import METER_CHOICES
+from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -356,6 +354,8 @@ def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: 
             raise ConfigError(f"{nodeid}: energy marker {name} must be a string, got {kwargs[name]!r}")
     shape = kwargs.get("macs_input")
     if shape is not None:
+        from .account.complexity import input_shape  # only for a marker that counts MACs
+
         try:
             shape = input_shape(shape)
         except ValueError as exc:

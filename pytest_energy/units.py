@@ -101,6 +101,20 @@ def common_energy_unit(energies: Iterable[Optional[float]], unit: Optional[str] 
     return unit or energy_unit(max((abs(joules) for joules in energies if joules is not None), default=0.0))
 
 
+def parse_percentage(text: str) -> float:
+    """``"10%"`` -> 0.10; the percent sign is required so ``10`` is not read as 1000 %."""
+    value = str(text).strip()
+    if not value.endswith("%"):
+        raise ValueError(f"expected a percentage such as 10%, got {text!r}")
+    try:
+        number = float(value[:-1])
+    except ValueError:
+        raise ValueError(f"expected a percentage such as 10%, got {text!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"expected a percentage of 0% or more, got {text!r}")
+    return number / 100
+
+
 def format_energy(joules: Optional[float], unit: Optional[str] = None) -> str:
     """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size."""
     if joules is None:

@@ -9,15 +9,14 @@ import multiprocessing
 
 import pytest
 
-from pytest_energy.baseline_cache import (
+from pytest_energy.account.baseline_cache import (
     SCHEMA,
     BaselineCache,
     BaselineCacheError,
     BaselineEntry,
-    fingerprint,
-    hardware_facts,
     summarize_repeats,
 )
+from pytest_energy.measure.machine import fingerprint, hardware_facts
 
 A100 = hardware_facts(["NVIDIA A100-SXM4-40GB"], "550.54", "AMD EPYC 7742", "nvml-counter+rapl-counter")
 NODEID = "tests/test_baseline.py::test_ten_epochs"

@@ -17,8 +17,8 @@ from typing import Any, Callable, List, Tuple
 
 import pytest
 
-from pytest_energy.cli import main
-from pytest_energy.report import trend
+from pytest_energy.organise.cli import main
+from pytest_energy.organise import trend
 from pytest_energy.report.escape import csv_cell
 
 # Nine levels of nine aliases: about 387 million strings once expanded, in a few hundred bytes.

@@ -8,8 +8,8 @@ from typing import Any, Dict
 
 import pytest
 
-from pytest_energy.cli import main
-from pytest_energy.report.submission import submission_block
+from pytest_energy.organise.cli import main
+from pytest_energy.organise.submission import submission_block
 
 KWH = 3.6e6
 

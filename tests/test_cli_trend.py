@@ -12,9 +12,9 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from pytest_energy.cli import main
-from pytest_energy.report import trend
-from pytest_energy.report.trend import collect, compute, parse_ensemble, parse_quantity, quartile_values
+from pytest_energy.organise.cli import main
+from pytest_energy.organise import trend
+from pytest_energy.organise.trend import collect, compute, parse_ensemble, parse_quantity, quartile_values
 
 KWH = 3.6e6
 DCASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"  # beside the clone

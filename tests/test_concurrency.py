@@ -8,7 +8,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from pytest_energy.concurrency import ACTIVITY_NAME, Activity, SharedTotal
+from pytest_energy.measure.overlap import ACTIVITY_NAME, Activity, SharedTotal
 
 
 def _open_and_close_a_window(directory: str) -> None:

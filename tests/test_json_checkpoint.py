@@ -15,17 +15,17 @@ from typing import Any, Callable, Dict, List
 import jsonschema
 import pytest
 
-from pytest_energy.baseline_cache import BaselineCache, BaselineEntry, fingerprint, hardware_facts
+from pytest_energy.account.baseline_cache import BaselineCache, BaselineEntry
+from pytest_energy.measure.machine import fingerprint, hardware_facts
 from pytest_energy.measure.base import Measurement, Reading
-from pytest_energy.record import Record
+from pytest_energy.account.record import Record
 from pytest_energy.report.json_report import (
     Checkpoints,
-    NotARegularFileError,
     ReportWriter,
     build_document,
-    write_text_atomically,
 )
-from pytest_energy.runs import RunStore
+from pytest_energy.store.files import NotARegularFileError, write_text_atomically
+from pytest_energy.store.runs import RunStore
 
 ENVIRONMENT = {"cpu_model": "x", "cpu_count": 2, "ram_bytes": 1, "gpus": [], "gpu_count": 0, "gpu_driver": None,
                "python": "3.11", "pytest": "9", "plugin": "0.1.0", "meter": {"choice": "none"}}

@@ -14,7 +14,7 @@ import pytest
 
 from fakes.powercap import FakePowercap
 from junit_read import junit_properties_by_test
-from pytest_energy.record import Record
+from pytest_energy.account.record import Record
 from pytest_energy.report.junit import add_accounted_properties, junit_test_address
 from test_plugin_concurrency import PER_WORKER_RAPL
 

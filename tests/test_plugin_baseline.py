@@ -20,8 +20,8 @@ import pytest
 
 from junit_read import junit_properties_by_test
 from pytest_energy.account.presets import ReferenceValues
-from pytest_energy.baseline import MARKER, BaselinePlan
-from pytest_energy.baseline_cache import BaselineCache, BaselineEntry
+from pytest_energy.baseline_plan import MARKER, BaselinePlan
+from pytest_energy.account.baseline_cache import BaselineCache, BaselineEntry
 from pytest_energy.config import ConfigError, Settings
 from suites import BURN, NORMALISED_CAP_SUITE
 

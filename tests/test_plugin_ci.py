@@ -20,9 +20,11 @@ import yaml
 from junit_read import junit_properties_by_test
 from junitparser import JUnitXml
 
-from pytest_energy import runs
+from pytest_energy.store import runs
 from pytest_energy.config import OPTIONS
-from pytest_energy.runs import StoredRun, check_regression, parse_percentage
+from pytest_energy.decide.regression import check_regression
+from pytest_energy.store.runs import StoredRun
+from pytest_energy.units import parse_percentage
 from suites import BURN, NORMALISED_CAP_SUITE
 
 

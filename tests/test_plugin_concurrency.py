@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from fakes.powercap import FakePowercap
-from pytest_energy.concurrency import claim_machine
+from pytest_energy.measure.overlap import claim_machine
 from pytest_energy.measure import rapl
 from pytest_energy.report.json_report import load_schema
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, List
 import pytest
 from suites import BURN
 
-from pytest_energy.concurrency import LOCK_NAME
+from pytest_energy.measure.overlap import LOCK_NAME
 from pytest_energy.measure import rapl
 
 STRICT_INI = "[pytest]\nfilterwarnings = error\n"

@@ -13,8 +13,9 @@ import pytest
 
 from junit_read import junit_properties_by_test
 from pytest_energy.measure.base import Measurement, Reading
-from pytest_energy.record import Record
-from pytest_energy.report.json_report import build_document, write_atomically
+from pytest_energy.account.record import Record
+from pytest_energy.report.json_report import build_document
+from pytest_energy.store.files import write_atomically
 from pytest_energy.report.junit import junit_properties
 
 KWH = 3.6e6

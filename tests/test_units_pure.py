@@ -10,13 +10,13 @@ from typing import List, Optional
 
 import pytest
 
-from pytest_energy import watchdog
+from pytest_energy.measure import watchdog
 from pytest_energy.account.presets import ReferenceValues
-from pytest_energy.account.session import account
-from pytest_energy.concurrency import overlap_warning
-from pytest_energy.decide import complexity_failures, energy_verdict
+from pytest_energy.account.ew import account
+from pytest_energy.measure.overlap import overlap_warning
+from pytest_energy.decide.limits import complexity_failures, energy_verdict
 from pytest_energy.measure.base import Measurement, Reading
-from pytest_energy.record import Record
+from pytest_energy.account.record import Record
 from pytest_energy.report.table import Column, Table
 from pytest_energy.report.terminal import summary_table
 from pytest_energy.units import common_energy_unit

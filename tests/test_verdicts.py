@@ -19,10 +19,10 @@ from junitparser import Failure, JUnitXml
 
 from fakes.fake_pynvml import install_no_driver
 from fakes.powercap import FakePowercap
-from pytest_energy.decide import CapFailure, energy_verdict, lower_bound_reasons, session_cap_failure, verdict_of
+from pytest_energy.decide.limits import CapFailure, energy_verdict, lower_bound_reasons, session_cap_failure, verdict_of
 from pytest_energy.measure import codecarbon, rapl
 from pytest_energy.measure.base import Measurement, Reading, SourceUnavailable
-from pytest_energy.record import OUTCOMES, VERDICTS
+from pytest_energy.account.record import OUTCOMES, VERDICTS
 from pytest_energy.units import format_energy
 from suites import BURN
 

@@ -14,9 +14,9 @@ import sys
 import time
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
+from . import METER_CHOICES
 from .base import COMPONENTS, DeviceTotal, Measurement, Reading, Source, SourceUnavailable
 
-METER_CHOICES = ("auto", "nvml", "rapl", "codecarbon", "none")
 _SOURCE_PATHS = {
     "nvml": "pytest_energy.measure.nvml:NvmlSource",
     "rapl": "pytest_energy.measure.rapl:RaplSource",

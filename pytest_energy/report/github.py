@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, List, Mapping, Optional
 
-from ..record import Record
+from ..account.record import Record
 from ..units import common_energy_unit, format_count, format_energy
 from .json_report import phase_totals
 from .table import Column, Table

@@ -14,21 +14,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..record import Record
+from ..account.record import Record
+from ..store.files import write_text_atomically
+from ..store.runs import SCHEMA
 
-SCHEMA = "pytest-energy/1"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "report-schema.json"
 CHECKPOINT_INTERVAL_S = 1.0
-
-
-class NotARegularFileError(OSError):
-    """A report or cache path that exists and is a directory, device, fifo or socket."""
 
 
 def phase_totals(records: Iterable[Record]) -> Dict[str, Dict[str, Any]]:
@@ -190,53 +186,6 @@ class Checkpoints:
                         self.flush()
                     finally:
                         self._condition.acquire()
-
-
-def regular_file_target(path: str | os.PathLike) -> Path:
-    """Where writing ``path`` lands: the final target of a symlink chain, which must be a regular file or absent."""
-    target = Path(os.path.realpath(path))
-    try:
-        mode = target.stat().st_mode
-    except OSError:  # absent, or unreachable: writing it will say why
-        return target
-    if not stat.S_ISREG(mode):
-        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                 (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
-        kind = next((name for test, name in kinds if test(mode)), "not a file")
-        shown = f"{path} (-> {target})" if str(target) != os.path.abspath(path) else str(path)
-        raise NotARegularFileError(f"{shown} is {kind}, not a regular file")
-    return target
-
-
-def write_text_atomically(path: str | os.PathLike, text: str, durable: bool = False) -> None:
-    """Replace the file at ``path`` (through symlinks) with ``text`` in one step, with an ordinary file's mode.
-
-    Raises NotARegularFileError if it is not a file, OSError if the directory is
-    unwritable. ``durable`` also flushes the file to disk before the rename.
-    """
-    target = regular_file_target(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
-    # created 0666 less the umask, like any file the user writes (mkstemp would make it private)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
-def write_atomically(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Replace ``path`` with ``document`` as indented JSON in one step (see ``write_text_atomically``)."""
-    write_text_atomically(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def load_schema() -> Dict[str, Any]:

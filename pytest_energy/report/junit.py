@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..record import Record
+from ..account.record import Record
 from ..units import joules_to_kwh
 
 COMPLEXITY_FIGURES = ("macs", "macs_thop", "params", "params_trainable")

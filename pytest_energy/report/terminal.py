@@ -6,7 +6,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
-from ..record import Record
+from ..account.record import Record
 from ..units import common_energy_unit, format_count, format_energy
 from .table import Column, Table
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -25,12 +24,12 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 
-from . import __version__
-from .report.json_report import write_text_atomically
-from .units import format_energy
+from .. import __version__
+from ..measure.machine import fingerprint
+from ..store.files import write_text_atomically
+from ..units import format_energy
 
 SCHEMA = "pytest-energy/baseline/1"
-FINGERPRINT_KEYS = ("gpu_models", "gpu_count", "gpu_driver", "cpu_model", "meter")
 SPREAD_WARNING_CV = 0.20  # coefficient of variation above which repeats are called unstable
 LOCK_TIMEOUT_S = 60.0
 STATUSES = ("hit", "miss", "expired", "fingerprint-changed", "baseline-changed", "corrupt")
@@ -39,31 +38,6 @@ CLOCK_SKEW_S = 300.0  # an entry dated later than this in the future is not trus
 
 class BaselineCacheError(Exception):
     """The cache directory cannot be used; the message says why."""
-
-
-def hardware_facts(
-    gpu_models: Sequence[str], gpu_driver: Optional[str], cpu_model: Optional[str], meter: str
-) -> Dict[str, object]:
-    """The facts the fingerprint covers, in the shape ``fingerprint`` expects."""
-    return {
-        "gpu_models": sorted(gpu_models),
-        "gpu_count": len(gpu_models),
-        "gpu_driver": gpu_driver,
-        "cpu_model": cpu_model,
-        "meter": meter,
-    }
-
-
-def fingerprint(hardware: Mapping[str, object]) -> str:
-    """A stable 16-hex-digit hash of the GPU models and count, driver, CPU model and meter.
-
-    Other keys of ``hardware`` are ignored; GPU order does not matter.
-    """
-    facts = {key: hardware.get(key) for key in FINGERPRINT_KEYS}
-    if isinstance(facts["gpu_models"], (list, tuple)):
-        facts["gpu_models"] = sorted(str(model) for model in facts["gpu_models"])
-    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def summarize_repeats(energies_j: Sequence[float]) -> Tuple[float, float, Optional[str]]:
@@ -219,7 +193,7 @@ class BaselineCache:
     @contextlib.contextmanager
     def _locked(self, fingerprint: str) -> Iterator[None]:
         """Hold the lock of one fingerprint's entry; creates the directory."""
-        import filelock  # only when a baseline is read or written, like concurrency.claim_machine
+        import filelock  # only when a baseline is read or written, like measure.overlap.claim_machine
 
         lock = filelock.FileLock(str(self.directory / f"{fingerprint}.json.lock"), timeout=LOCK_TIMEOUT_S)
         try:

@@ -1,10 +1,10 @@
-"""Stored runs, and the regression gate against one (as pytest-benchmark does for time).
+"""Stored runs: each run's JSON report kept for later comparison (as pytest-benchmark does for time).
 
 ``--energy-autosave`` stores each run's JSON report as
 ``.energy/<fingerprint>/<UTC time to the microsecond>_<commit>.json`` (a name no other
 run has, so names sort in time order); ``--energy-compare[=RUN]`` loads the latest stored
 run of this hardware (or a named one), and ``--energy-compare-fail=10%`` fails a test
-whose energy grew by more than that. Runs on different hardware are compared on
+whose energy grew by more than that (``decide/regression.py``). Runs on different hardware are compared on
 normalised energy, or not at all. Files that are not named like stored runs are not
 runs; a run that is not a valid report is skipped with the reason.
 """
@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .decide import CapFailure
-from .report.json_report import SCHEMA, write_atomically
-from .units import format_energy
+from .files import write_atomically
 
 
+SCHEMA = "pytest-energy/1"  # the JSON report's schema: a stored run is a report
 RUN_NAME = re.compile(r"\d{8}T\d{6}(\.\d{6})?_[\w.-]+\.json")  # also the names of older versions, without microseconds
 
 
@@ -59,20 +58,6 @@ def check_run_document(document: Any) -> None:
             raise ValueError(f"tests[{index}] has no nodeid")
         for key in ("energy_j", "energy_normalized_j"):
             _check_energy(test.get(key), f"tests[{index}].{key}")
-
-
-def parse_percentage(text: str) -> float:
-    """``"10%"`` -> 0.10; the percent sign is required so ``10`` is not read as 1000 %."""
-    value = str(text).strip()
-    if not value.endswith("%"):
-        raise ValueError(f"expected a percentage such as 10%, got {text!r}")
-    try:
-        number = float(value[:-1])
-    except ValueError:
-        raise ValueError(f"expected a percentage such as 10%, got {text!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise ValueError(f"expected a percentage of 0% or more, got {text!r}")
-    return number / 100
 
 
 def commit_info(directory: Path) -> Dict[str, Any]:
@@ -175,39 +160,3 @@ class StoredRun:
     def from_document(cls, path: Path, document: Mapping[str, Any]) -> "StoredRun":
         tests = {test["nodeid"]: test for test in document.get("tests", []) if isinstance(test, dict) and "nodeid" in test}
         return cls(path, document.get("environment", {}).get("fingerprint"), tests)
-
-
-def check_regression(
-    nodeid: str,
-    energy_j: Optional[float],
-    normalized_j: Optional[float],
-    fingerprint: Optional[str],
-    stored: StoredRun,
-    limit: float,
-    unit: Optional[str] = None,
-) -> Optional[CapFailure]:
-    """A failure when the test's energy grew by more than ``limit`` (0.10 = 10 %) over the stored run."""
-    previous = stored.tests.get(nodeid)
-    if previous is None or energy_j is None:
-        return None
-    if fingerprint == stored.fingerprint:
-        now, before, kind = energy_j, previous.get("energy_j"), "energy"
-    else:
-        now, before, kind = normalized_j, previous.get("energy_normalized_j"), "normalised energy"
-        if now is None or before is None:
-            return CapFailure(
-                f"cannot compare with {stored.path.name}: it was measured on other hardware (fingerprint "
-                f"{stored.fingerprint} vs {fingerprint}) and without normalisation; run a baseline "
-                "(@pytest.mark.energy_baseline) in both runs or compare on the same machine",
-                "not-comparable",
-            )
-    if not before:
-        return None
-    growth = now / before - 1
-    if growth <= limit:
-        return None
-    return CapFailure(
-        f"{kind} {format_energy(now, unit)} grew {growth:+.1%} over {format_energy(before, unit)} in "
-        f"{stored.path.name} (limit +{limit * 100:g}%)",
-        "regression",
-    )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
 from pytest_energy.report.escape import printable
-from pytest_energy.report.trend import (
+from pytest_energy.organise.trend import (
     KWH_J,
     ReportError,
     parse_ensemble,
@@ -126,7 +126,7 @@ def render_block(block: SubmissionBlock, source: str, report: Mapping[str, Any])
         f"# DCASE task 4 meta-information, energy and complexity: from {printable(source)}",
         f"# (system {system}, report created {created}, "
         f"pytest-energy {version}). Paste under `system:` in <label>.meta.yaml;",
-        "# check the field names against this year's template (see pytest_energy/report/submission.py).",
+        "# check the field names against this year's template (see pytest_energy/organise/submission.py).",
         "system:",
     ]
     written: List[str] = []

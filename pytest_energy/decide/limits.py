@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from .measure.base import COMPONENTS, Measurement
-from .units import format_count, format_energy
+from ..measure.base import COMPONENTS, Measurement
+from ..units import format_count, format_energy
 
 
 @dataclasses.dataclass(frozen=True)

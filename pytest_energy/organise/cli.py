@@ -16,8 +16,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from pytest_energy import __version__
 from pytest_energy.report.escape import printable
-from pytest_energy.report.plot import KINDS
-from pytest_energy.report.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
+from pytest_energy.organise.plot import KINDS
+from pytest_energy.organise.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
 
 USAGE_ERROR = 2
 
@@ -45,7 +45,7 @@ def _one_line(text: str, limit: int = 1000) -> str:
 
 
 def _submission(args: argparse.Namespace) -> int:
-    from pytest_energy.report.submission import SubmissionError, render_submission
+    from pytest_energy.organise.submission import SubmissionError, render_submission
 
     try:
         sys.stdout.write(render_submission(Path(args.report)))
@@ -56,7 +56,7 @@ def _submission(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
     """The inputs read with ``--score``; without it, psds1, else the score the JSON reports record."""
-    from pytest_energy.report.trend import collect, recorded_scores
+    from pytest_energy.organise.trend import collect, recorded_scores
 
     score = args.score or DEFAULT_SCORE
     collection = collect(args.inputs, year=args.year, score=score)
@@ -74,7 +74,7 @@ def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
 
 
 def _trend(args: argparse.Namespace) -> int:
-    from pytest_energy.report.trend import RENDERERS, compute
+    from pytest_energy.organise.trend import RENDERERS, compute
 
     collection, score = _collect(args)
     if not collection.systems:
@@ -88,7 +88,7 @@ def _trend(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from pytest_energy.report.plot import PlotError, plot_trend
+    from pytest_energy.organise.plot import PlotError, plot_trend
 
     collection, score = _collect(args)
     if not collection.systems and not collection.baselines:

@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from .measure.base import Measurement
-from .measure.meter import Window
+from .base import Measurement
+from .meter import Window
 
 MIN_WAIT_S = 0.01
 FIRST_CHECK_S = 0.1

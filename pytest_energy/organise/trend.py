@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from pytest_energy.account.dcase_data import parse_count, parse_score
+from pytest_energy.organise.dcase_data import parse_count, parse_score
 from pytest_energy.report.escape import csv_cell, md_text, printable
 from pytest_energy.report.table import Column, Table
 from pytest_energy.units import JOULES_PER_UNIT, energy_unit, format_count, format_energy

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..record import Record
+from .record import Record
 from .normalize import Normalization, ew_scores
 from .presets import ReferenceValues
 

@@ -16,8 +16,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from .account.baseline_cache import BaselineCache, BaselineEntry
 from .account.normalize import Normalization
-from .baseline_cache import BaselineCache, BaselineEntry
 from .config import ConfigError, Settings, parse_marker_cap
 from .units import format_energy
 

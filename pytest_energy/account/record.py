@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .measure.base import COMPONENTS, Measurement, Reading
+from ..measure.base import COMPONENTS, Measurement, Reading
 
 VERDICTS = ("pass", "over-cap", "lower-bound", "no-cap", "unmeasured", "regression", "not-comparable", "warn")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "interrupted")
