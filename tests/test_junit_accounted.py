@@ -16,25 +16,7 @@ from fakes.powercap import FakePowercap
 from junit_read import junit_properties_by_test
 from pytest_energy.account.record import Record
 from pytest_energy.report.junit import add_accounted_properties, junit_test_address
-from test_plugin_concurrency import PER_WORKER_RAPL
-
-SPEND = """
-import os
-import time
-from pathlib import Path
-
-import pytest
-
-from conftest import ROOT
-
-
-def spend(joules):
-    counter = Path(ROOT, "intel-rapl:0", "energy_uj")
-    staging = counter.with_name(".energy_uj.new")
-    staging.write_text(f"{int(counter.read_text()) + round(joules * 1e6)}\\n")
-    os.replace(staging, counter)
-    time.sleep(0.05)
-"""
+from test_plugin_concurrency import PER_WORKER_RAPL, SPEND
 
 TRAIN = SPEND + """
 

@@ -36,7 +36,7 @@ ROOT = ROOTS[os.environ.get("PYTEST_XDIST_WORKER", "gw0")]
 rapl.RaplSource = functools.partial(rapl.RaplSource, ROOT)
 """
 
-SPEND_ON_OWN_TREE = """
+SPEND = """
 import os
 import time
 from pathlib import Path
@@ -49,9 +49,12 @@ from conftest import ROOT
 def spend(joules):
     counter = Path(ROOT, "intel-rapl:0", "energy_uj")
     staging = counter.with_name(".energy_uj.new")
-    staging.write_text(f"{{int(counter.read_text()) + round(joules * 1e6)}}\\n")
+    staging.write_text(f"{int(counter.read_text()) + round(joules * 1e6)}\\n")
     os.replace(staging, counter)
     time.sleep(0.05)
+"""
+
+TWENTY_SPENDING_TESTS = """
 
 
 @pytest.mark.parametrize("index", range(20))
@@ -67,7 +70,7 @@ def test_one_session_cap_holds_for_all_xdist_workers(
     """Two workers, 20 tests of 10 J, a 50 J cap: the session stops near 50 J in all, not 50 J per worker."""
     roots = {worker: str(FakePowercap(tmp_path / worker).add_package(0).root) for worker in ("gw0", "gw1")}
     pytester.makeconftest(PER_WORKER_RAPL.format(roots=roots))
-    pytester.makepyfile(SPEND_ON_OWN_TREE.format(joules=TEST_ENERGY_J))
+    pytester.makepyfile(SPEND + TWENTY_SPENDING_TESTS.format(joules=TEST_ENERGY_J))
     run = run_energy("--energy-meter=rapl", f"--energy-session-cap={SESSION_CAP_J}J", "-n", "2", "-rs",
                      subprocess=True)
     tests = run.report["tests"]
