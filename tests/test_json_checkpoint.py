@@ -123,6 +123,27 @@ def test_a_pending_change_is_written_without_a_further_call_once_the_interval_pa
     assert len(calls) == 2
 
 
+def test_a_failed_background_write_is_retried_and_raises_nothing_on_its_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: List[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    written = threading.Event()
+    calls: List[int] = []
+
+    def write() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("dictionary changed size during iteration")
+        if len(calls) == 3:
+            written.set()
+
+    checkpoints = Checkpoints(write, interval_s=0.05)
+    checkpoints.changed()  # written at once
+    checkpoints.changed()  # left to the background thread, whose first try fails
+    assert written.wait(timeout=30)
+    checkpoints.close()
+    assert len(calls) == 3 and not escaped
+
+
 # -- a report survives a crash, Ctrl-C and internal errors ------------------------------------
 
 

@@ -184,8 +184,12 @@ class Checkpoints:
                     self._condition.release()
                     try:
                         self.flush()
+                        retry = False
+                    except Exception:  # nothing escapes this thread: try again after the interval
+                        retry = True
                     finally:
                         self._condition.acquire()
+                    self._dirty = self._dirty or retry
 
 
 def load_schema() -> Dict[str, Any]:
