@@ -87,7 +87,7 @@ class EnergyPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self._meter: Optional[Meter] = None
         self._running: Optional[tuple] = None  # (item, state) of the test in its call phase
-        self._own_records: List[Record] = []  # measured in this process
+        self._own_energy_j = 0.0  # measured in this process so far
         self._stopper = MainThreadStopper()
         self._stop_message: Optional[str] = None  # what the watchdog raised in the running test
         self._json_failed = False
@@ -215,10 +215,13 @@ class EnergyPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         cap = self.settings.session_cap_j
-        if cap is not None and self.session_energy_j() >= cap:
+        if cap is None:
+            return
+        spent_j = self.session_energy_j()
+        if spent_j >= cap:
             pytest.skip(
                 f"energy session cap {format_energy(cap, self.settings.unit)} reached "
-                f"({format_energy(self.session_energy_j(), self.settings.unit)} spent)"
+                f"({format_energy(spent_j, self.settings.unit)} spent)"
             )
 
     @pytest.hookimpl(hookwrapper=True)
@@ -299,7 +302,7 @@ class EnergyPlugin:
 
     def session_energy_j(self) -> float:
         """Energy measured so far in the session: under xdist with a session cap, by all workers together."""
-        own_j = sum(record.energy_j or 0.0 for record in self._own_records)
+        own_j = self._own_energy_j
         if self._session_total is None:
             return own_j
         try:
@@ -365,7 +368,7 @@ class EnergyPlugin:
                 report.__dict__.pop("wasxfail", None)  # an xpass over its cap fails plainly (JUnit would say skipped)
                 outcome_name = "failed"
             record = self._record(item, state, outcome_name, verdict_of(energy_failures, state.cap_j), failures)
-            self._own_records.append(record)
+            self._own_energy_j += record.energy_j or 0.0
             if self.is_worker:
                 record = dataclasses.replace(record, extra={**record.extra, "worker": self.config.workerinput["workerid"]})
             report.energy_record = record.to_json()  # type: ignore[attr-defined]
