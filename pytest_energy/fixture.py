@@ -11,6 +11,7 @@ from .measure.meter import Window
 
 if TYPE_CHECKING:
     from .account.complexity import Complexity
+    from .measure.watchdog import Watchdog
 
 
 @dataclasses.dataclass
@@ -27,6 +28,9 @@ class TestState:
     reported: bool = False
     in_call: bool = False  # inside the call phase: a report made now is a subtest's, not the test's
     failed_subtests: int = 0
+    session_left_j: Optional[float] = None  # what was left of the session cap when the call phase started
+    activity: Optional[str] = None  # its window's key in the machine's activity file
+    watchdog: Optional["Watchdog"] = None
 
 
 class EnergyProbe:

@@ -32,6 +32,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
         "pytest_energy.config",
         "pytest_energy.fixture",
         "pytest_energy.baseline_plan",
+        "pytest_energy.session",
         "pytest_energy.session_plugin",
         "pytest_energy.plugin",
     )),
@@ -113,9 +114,30 @@ def test_the_package_has_the_layers_it_claims():
     """The check sees the real imports: each layer above measure imports from the one it builds on."""
     graph = import_graph(package_sources())
     assert "pytest_energy.measure.base" in graph["pytest_energy.account.record"]
-    assert "pytest_energy.decide.limits" in graph["pytest_energy.decide.regression"]
+    assert "pytest_energy.account.normalize" in graph["pytest_energy.decide.limits"]
     assert "pytest_energy.store.files" in graph["pytest_energy.account.baseline_cache"]
     assert "pytest_energy.organise.trend" in graph["pytest_energy.organise.cli"]  # also lazy, in-function imports
+
+
+def third_party_imports(source: str) -> Set[str]:
+    """The top-level names of the modules ``source`` imports from outside the package."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add((node.module or "").split(".")[0])
+    return names - {PACKAGE}
+
+
+def test_only_the_hooks_import_pytest():
+    """The session core, the accounting, the limits and the reports run without pytest: only the hook
+    modules use it, besides the watchdog (its stop is ``pytest.fail``) and the environment (pytest's version)."""
+    sources = package_sources()
+    assert third_party_imports("import pytest\nfrom _pytest import nodes\nfrom .x import y\n") == {"pytest", "_pytest"}
+    importing = sorted(module for module, source in sources.items() if {"pytest", "_pytest"} & third_party_imports(source))
+    assert importing == ["pytest_energy.measure.machine", "pytest_energy.measure.watchdog", "pytest_energy.plugin",
+                         "pytest_energy.report.html", "pytest_energy.session_plugin"]
 
 
 @pytest.mark.parametrize(

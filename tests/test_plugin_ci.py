@@ -10,6 +10,7 @@ here too, so its pytest options cannot drift from the plugin's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,8 @@ from junitparser import JUnitXml
 
 from pytest_energy.store import runs
 from pytest_energy.config import OPTIONS
-from pytest_energy.decide.regression import check_regression
+from pytest_energy.decide.limits import Figures, Limits, regression
+from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.store.runs import StoredRun
 from pytest_energy.units import parse_percentage
 from suites import BURN, NORMALISED_CAP_SUITE
@@ -228,9 +230,12 @@ def test_comparing_with_a_missing_named_run_is_a_usage_error(run_energy: Callabl
 def test_regression_message_gives_the_limit_as_set() -> None:
     """A 12.5 % limit reads "+12.5%", not rounded to "+12%"."""
     stored = StoredRun(Path("20260101T000000_abc.json"), "same", {"t.py::test_x": {"energy_j": 100.0}})
-    failure = check_regression("t.py::test_x", 120.0, None, "same", stored, parse_percentage("12.5%"), "J")
+    limits = Limits("J", regression=parse_percentage("12.5%"), stored=stored)
+    grown = Figures("t.py::test_x", Measurement(1.0, (Reading("cpu", "package-0", 120.0, "rapl-counter"),)), fingerprint="same")
+    failure = regression(grown, limits)
     assert failure is not None and failure.message.endswith("in 20260101T000000_abc.json (limit +12.5%)")
-    assert check_regression("t.py::test_x", 112.0, None, "same", stored, 0.125, "J") is None
+    within = Measurement(1.0, (Reading("cpu", "package-0", 112.5, "rapl-counter"),))
+    assert regression(dataclasses.replace(grown, measurement=within), limits) is None
 
 
 def test_first_gated_run_with_an_empty_store_runs_and_warns(run_energy: Callable, pytester: pytest.Pytester) -> None:

@@ -187,6 +187,25 @@ def test_left_two():
         assert (run.entry(name)["outcome"], run.entry(name)["energy_j"]) == ("skipped", None)
 
 
+def test_a_test_that_crosses_the_session_cap_too_fast_to_be_stopped_still_fails(
+    run_energy: Callable, pytester: pytest.Pytester, powercap: FakePowercap
+) -> None:
+    """The verdict does not depend on whether the watchdog read the meter in time: the rest of the cap is the limit."""
+    pytester.makepyfile(
+        rapl_suite(
+            powercap,
+            "\n\n@pytest.mark.energy\ndef test_first():\n    advance(PACKAGE, 10.0)\n"
+            "\n\n@pytest.mark.energy\ndef test_crosses_at_once():\n    advance(PACKAGE, 10.0)\n"
+            "\n\n@pytest.mark.energy\ndef test_left():\n    advance(PACKAGE, 10.0)\n",
+        )
+    )
+    run = run_energy("--energy-meter=rapl", "--energy-session-cap=15J", "--energy-check-interval=60")
+    run.result.assert_outcomes(passed=1, failed=1, skipped=1)
+    entry = run.entry("test_crosses_at_once")
+    assert (entry["outcome"], entry["verdict"], entry.get("stopped_early")) == ("failed", "over-cap", None)
+    assert entry["verdict_message"].startswith("energy 10.0 J crosses what is left of the session cap 5.00 J (")
+
+
 def test_a_test_failed_by_the_session_cap_has_an_over_cap_verdict(
     run_energy: Callable, pytester: pytest.Pytester, powercap: FakePowercap
 ) -> None:

@@ -6,7 +6,8 @@ watchdog that checks on a fixed beat, EW from the wrong phase's energy).
 
 from __future__ import annotations
 
-from typing import List, Optional
+import dataclasses
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -14,7 +15,8 @@ from pytest_energy.measure import watchdog
 from pytest_energy.account.presets import ReferenceValues
 from pytest_energy.account.ew import account
 from pytest_energy.measure.overlap import overlap_warning
-from pytest_energy.decide.limits import complexity_failures, energy_verdict
+from pytest_energy.account.normalize import Normalization
+from pytest_energy.decide.limits import CapFailure, Figures, Limits, check, complexity_verdict, live_limit, verdict_of
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.account.record import Record
 from pytest_energy.report.table import Column, Table
@@ -26,6 +28,17 @@ def measured(joules: Optional[float]) -> Measurement:
     return Measurement(1.0, (Reading("cpu", "package-0", joules, "rapl-counter"),))
 
 
+DOUBLING = Normalization.one_point(2.0, 1.0)  # one joule here is two on the reference machine
+
+
+def energy_verdict(measurement: Optional[Measurement], cap_j: Optional[float],
+                   normalization: Optional[Normalization] = None) -> Tuple[str, List[CapFailure]]:
+    """Every limit on a test with ``measurement`` and ``cap_j``, and its energy verdict."""
+    figures = Figures("t.py::test_x", measurement, cap_j=cap_j, normalization=normalization)
+    failures = check(figures, Limits(normalized_caps=normalization is not None))
+    return verdict_of(failures, cap_j), failures
+
+
 # -- caps ------------------------------------------------------------------------------------------
 
 
@@ -35,31 +48,49 @@ def measured(joules: Optional[float]) -> Measurement:
     ids=["under", "exactly-at-cap", "over"],
 )
 def test_an_energy_exactly_at_its_cap_passes_and_only_one_above_fails(joules: float, verdict: str) -> None:
-    found, failure = energy_verdict(measured(joules), 100.0)
+    found, failures = energy_verdict(measured(joules), 100.0)
     assert found == verdict
-    assert (failure is None) == (verdict == "pass")
+    assert (failures == []) == (verdict == "pass")
 
 
 def test_a_normalised_cap_compares_the_normalised_energy_at_its_boundary() -> None:
-    assert energy_verdict(measured(50.0), 100.0, normalize=lambda joules: 2 * joules)[0] == "pass"
-    verdict, failure = energy_verdict(measured(50.001), 100.0, normalize=lambda joules: 2 * joules)
+    assert energy_verdict(measured(50.0), 100.0, DOUBLING)[0] == "pass"
+    verdict, [failure] = energy_verdict(measured(50.001), 100.0, DOUBLING)
     assert verdict == "over-cap"
-    assert failure is not None and failure.message.startswith("normalised energy ")
+    assert failure.message.startswith("normalised energy ")
 
 
 def test_no_cap_is_no_verdict_and_an_unmeasured_test_cannot_pass_a_cap() -> None:
-    assert energy_verdict(measured(1e9), None) == ("no-cap", None)
+    assert energy_verdict(measured(1e9), None) == ("no-cap", [])
     assert energy_verdict(None, 1.0)[0] == "unmeasured"
     assert energy_verdict(measured(None), 1.0)[0] == "unmeasured"
 
 
+def test_a_normalised_cap_without_a_baseline_cannot_be_enforced() -> None:
+    figures = Figures("t.py::test_x", measured(1.0), cap_j=100.0)
+    [failure] = check(figures, Limits(normalized_caps=True))
+    assert (failure.verdict, failure.limit) == ("unmeasured", "cap")
+    assert failure.message.startswith("cannot enforce a normalised cap: no baseline was measured")
+
+
 @pytest.mark.parametrize(("figure", "cap_name"), [("macs", "macs_cap"), ("params", "params_cap")])
 def test_a_complexity_exactly_at_its_cap_passes_and_one_more_fails(figure: str, cap_name: str) -> None:
-    caps = {"macs_cap": None, "params_cap": None, cap_name: 1000}
-    assert complexity_failures({figure: 1000}, **caps) == []
-    [failure] = complexity_failures({figure: 1001}, **caps)
+    limits = Limits(**{cap_name: 1000})
+    assert check(Figures("t.py::test_x", None, complexity={figure: 1000}), limits) == []
+    [failure] = check(Figures("t.py::test_x", None, complexity={figure: 1001}), limits)
     assert failure.verdict == "over-cap" and "1,001" in failure.message
-    assert complexity_failures({figure: None}, **caps) == []
+    assert complexity_verdict([failure], limits) == "over-cap" and complexity_verdict([], limits) == "pass"
+    assert check(Figures("t.py::test_x", None, complexity={figure: None}), limits) == []
+
+
+def test_the_watchdog_watches_the_lowest_limit_in_energy_measured_here() -> None:
+    """A normalised cap of 100 J is 50 J here when one joule here is two there; the session's rest may be lower."""
+    figures = Figures("t.py::test_x", None, cap_j=100.0, normalization=DOUBLING)
+    assert live_limit(figures, Limits(normalized_caps=True)) == (50.0, "cap")
+    assert live_limit(figures, Limits()) == (100.0, "cap")
+    left = dataclasses.replace(figures, session_left_j=40.0)
+    assert live_limit(left, Limits(normalized_caps=True, session_cap_j=1000.0)) == (40.0, "session cap")
+    assert live_limit(Figures("t.py::test_x", None), Limits()) is None
 
 
 # -- the watchdog's timing -----------------------------------------------------------------------

@@ -7,10 +7,11 @@ pytest runs (CodeCarbon on this machine, or the fake powercap tree and a driverl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jsonschema
 import pytest
@@ -19,7 +20,9 @@ from junitparser import Failure, JUnitXml
 
 from fakes.fake_pynvml import install_no_driver
 from fakes.powercap import FakePowercap
-from pytest_energy.decide.limits import CapFailure, energy_verdict, lower_bound_reasons, session_cap_failure, verdict_of
+from pytest_energy.account.normalize import Normalization
+from pytest_energy.decide.limits import (CapFailure, Figures, Limits, check, energy_cap, lower_bound_reasons, session_cap,
+                                         verdict_of)
 from pytest_energy.measure import codecarbon, rapl
 from pytest_energy.measure.base import Measurement, Reading, SourceUnavailable
 from pytest_energy.account.record import OUTCOMES, VERDICTS
@@ -35,6 +38,14 @@ NO_GPU_HERE = Reading("gpu", "gpu", None, "unmeasured", note="not measured by me
 
 def measurement(*readings: Reading) -> Measurement:
     return Measurement(1.0, readings)
+
+
+def energy_verdict(measured: Measurement, cap_j: Optional[float], unit: str,
+                   normalization: Optional[Normalization] = None) -> Tuple[str, Optional[CapFailure]]:
+    """The ``cap`` limit on ``measured``, and the verdict it gives."""
+    figures = Figures("t.py::test_x", measured, cap_j=cap_j, normalization=normalization)
+    failure = energy_cap(figures, Limits(unit, normalized_caps=normalization is not None))
+    return verdict_of([failure] if failure else [], cap_j), failure
 
 
 # -- decide: lower bounds ------------------------------------------------------------------------
@@ -83,12 +94,12 @@ def test_a_component_no_source_measures_here_does_not_make_a_lower_bound() -> No
 
 def test_a_lower_bound_without_a_cap_is_not_judged() -> None:
     lost = measurement(Reading("gpu", "gpu0", 868.0, "nvml-counter", partial=LOST))
-    assert energy_verdict(lost, None) == ("no-cap", None)
+    assert energy_verdict(lost, None, "J") == ("no-cap", None)
 
 
 def test_a_lower_bound_is_judged_in_normalised_energy_too() -> None:
     lost = measurement(Reading("gpu", "gpu0", 868.0, "nvml-counter", partial=LOST))
-    verdict, failure = energy_verdict(lost, 100.0, "J", normalize=lambda joules: joules / 10)
+    verdict, failure = energy_verdict(lost, 100.0, "J", Normalization.one_point(1.0, 10.0))
     assert verdict == "lower-bound" and failure is not None
     assert "normalised energy 86.8 J is only a lower bound" in failure.message and "(raw 868 J: gpu 868 J" in failure.message
 
@@ -97,18 +108,31 @@ def test_a_lower_bound_is_judged_in_normalised_energy_too() -> None:
 
 
 def test_the_verdict_is_the_first_energy_failure_else_pass_or_no_cap() -> None:
-    regression = CapFailure("energy grew", "regression")
+    regression = CapFailure("energy grew", "regression", "regression")
     assert verdict_of([regression], None) == "regression"
     assert verdict_of([CapFailure("over"), regression], 1.0) == "over-cap"
     assert verdict_of([], 1.0) == "pass" and verdict_of([], None) == "no-cap"
+    assert verdict_of([CapFailure("MACs over", limit="MACs cap")], 1.0) == "pass"  # complexity is not the energy verdict
 
 
 def test_the_session_cap_message_is_built_as_such() -> None:
-    failure = session_cap_failure(measurement(CPU), 2.5, 25.0, "J")
-    assert failure.verdict == "over-cap"
+    figures = Figures("t.py::test_x", measurement(CPU), session_left_j=2.5)
+    failure = session_cap(figures, Limits("J", session_cap_j=25.0))
+    assert failure is not None and (failure.verdict, failure.limit) == ("over-cap", "session cap")
     assert failure.message == (
         "energy 3.00 J crosses what is left of the session cap 2.50 J (cpu 3.00 J; meter rapl-counter); session cap 25.0 J"
     )
+    assert session_cap(dataclasses.replace(figures, session_left_j=3.0), Limits("J", session_cap_j=25.0)) is None
+
+
+def test_the_limit_that_stopped_a_test_says_when_and_the_others_do_not() -> None:
+    """One failure object per limit: the live stop, the verdict and the reports all read ``check``'s."""
+    figures = Figures("t.py::test_x", measurement(CPU), cap_j=1.0, session_left_j=2.5,
+                      stopped_early={"at_s": 0.25, "limit": "session cap"})
+    cap, session = check(figures, Limits("J", session_cap_j=25.0))
+    assert (cap.limit, session.limit) == ("cap", "session cap")
+    assert session.message.endswith("; stopped early at 0.25 s") and "stopped early" not in cap.message
+    assert verdict_of([cap, session], 1.0) == "over-cap"
 
 
 def test_verdicts_and_outcomes_are_the_schema_enums(report_schema: Schema) -> None:

@@ -26,7 +26,7 @@ class HtmlColumns:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: Any, cells: List[str]) -> None:
-        record = getattr(report, "energy_record", None) or {}
+        record = (getattr(report, "energy_payload", None) or {}).get("record") or {}  # see EnergySession.payload
         values = (
             format_energy(record["energy_j"], self.unit) if record else "-",
             format_energy(record["energy_normalized_j"], self.unit) if record.get("energy_normalized_j") is not None else "-",
