@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 from pytest_energy.organise.cli import main
-from pytest_energy.organise import trend
+from pytest_energy.organise import readers
 from pytest_energy.report.escape import csv_cell
 
 # Nine levels of nine aliases: about 387 million strings once expanded, in a few hundred bytes.
@@ -120,7 +120,7 @@ def test_input_over_the_size_limit_is_refused(
     path.write_text(content, encoding="utf-8")
     assert main(["trend", str(path)]) == 0  # readable under the limit
     capsys.readouterr()
-    monkeypatch.setattr(trend, "MAX_INPUT_BYTES", len(content) - 1)
+    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", len(content) - 1)
     status, _, err = run_cli(capsys, "trend", str(path))
     assert_one_line_error(status, err, f"{name}: larger than")
 
@@ -130,7 +130,7 @@ def test_submission_over_the_size_limit_is_refused(
 ):
     path = tmp_path / "energy.json"
     path.write_text(json.dumps(report()), encoding="utf-8")
-    monkeypatch.setattr(trend, "MAX_INPUT_BYTES", 100)
+    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", 100)
     status, out, err = run_cli(capsys, "submission", str(path))
     assert_one_line_error(status, err, "energy.json: larger than")
     assert out == ""
@@ -203,7 +203,7 @@ def test_out_of_range_cells_are_unreadable_fields(tmp_path: Path, capsys: pytest
         f"  system_complexity_params: {'9' * 400}\n  psds1_eval_full: .nan\n",
         encoding="utf-8",
     )
-    collection = trend.collect([str(tmp_path)])
+    collection = readers.collect([str(tmp_path)])
     assert sorted(s.name for s in collection.systems) == ["B", "C"]
     assert [(r.row, r.reason) for r in collection.rejected] == [("line 2", "training energy unreadable")]
     issues = {(issue.row, issue.field) for issue in collection.issues}
@@ -216,7 +216,7 @@ def test_out_of_range_cells_are_unreadable_fields(tmp_path: Path, capsys: pytest
 def test_csv_field_over_the_csv_module_limit_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     path = tmp_path / "subs.csv"
     path.write_text("system,year,energy_training_kwh\nA,2024,1\nB,2024," + "1" * 200_000 + "\n", encoding="utf-8")
-    collection = trend.collect([str(path)])
+    collection = readers.collect([str(path)])
     assert [s.name for s in collection.systems] == ["A"]
     assert collection.rejected[0].reason.startswith("not valid CSV (field larger than field limit")
 

@@ -151,7 +151,7 @@ def test_plot_ew_kind(reports: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_plot_ew_position_is_score_times_baseline_over_system_energy():
     from pytest_energy.organise.plot import _ew
-    from pytest_energy.organise.trend import System
+    from pytest_energy.organise.systems import System
 
     baseline = System("B", "2023", "b", False, baseline=True, train_j=KWH, train_normalized_j=1.39 * KWH, score=0.326)
     system = System("S", "2023", "s", False, train_j=KWH, train_normalized_j=0.695 * KWH, score=0.5)

@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional
 import pytest
 
 from pytest_energy.organise.cli import main
-from pytest_energy.organise import trend
-from pytest_energy.organise.trend import collect, compute, parse_ensemble, parse_quantity, quartile_values
+from pytest_energy.organise.readers import collect, parse_ensemble, parse_quantity
+from pytest_energy.organise.trend_statistics import Trend, compute, quartile_values
 
 KWH = 3.6e6
 DCASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"  # beside the clone
@@ -175,7 +175,7 @@ def test_gpu_share_summary(reports: Path):
 def test_threshold_table_single_systems_by_default(reports: Path):
     collection = collect([str(reports)])
 
-    def best(result: trend.Trend, attribute: str, level: str) -> Optional[str]:
+    def best(result: Trend, attribute: str, level: str) -> Optional[str]:
         row = next(r for r in result.thresholds
                    if r.edition == "2024" and r.metric.attribute == attribute and r.level == level)
         return row.best.name if row.best else None

@@ -268,7 +268,8 @@ def _single_rows(rows_2023) -> List[dict]:
 
 
 def test_2023_table_vi_single_systems(rows_2023):
-    from pytest_energy.organise.trend import collect, compute
+    from pytest_energy.organise.readers import collect
+    from pytest_energy.organise.trend_statistics import compute
 
     result = compute(collect([str(FOLDER / "submissions_task4a_entries.yaml")]))
     table = _table_vi(result)
@@ -302,7 +303,8 @@ def test_2023_table_vi_single_systems(rows_2023):
 def test_2023_tables_i_ii_quartiles_of_all_systems():
     """Tables I-II: quartiles of energy and complexity over the 82 systems (numpy's linear method)."""
     numpy = pytest.importorskip("numpy")
-    from pytest_energy.organise.trend import collect, compute
+    from pytest_energy.organise.readers import collect
+    from pytest_energy.organise.trend_statistics import compute
 
     collection = collect([str(FOLDER / "submissions_task4a_entries.yaml")])
     result = compute(collection)
@@ -321,7 +323,8 @@ def test_2023_tables_i_ii_quartiles_of_all_systems():
 def test_2023_reliable_baseline_rule_keeps_58_systems(rows_2023):
     """The paper kept 60 systems with a reliable baseline; its list is not published. Our rule,
     normalisation factor 0.032 kWh / energy_baseline within [1/3, 3], keeps 58 (27 single)."""
-    from pytest_energy.organise.trend import collect, compute
+    from pytest_energy.organise.readers import collect
+    from pytest_energy.organise.trend_statistics import compute
 
     result = compute(collect([str(FOLDER / "submissions_task4a_entries.yaml")]), factor_limit=3)
     teams = sorted({s.name.rsplit("_", 1)[0] for s in result.unreliable})

@@ -17,7 +17,9 @@ from typing import Dict, Optional, Sequence, Tuple
 from pytest_energy import __version__
 from pytest_energy.report.escape import printable
 from pytest_energy.organise.plot import KINDS
-from pytest_energy.organise.trend import DEFAULT_SCORE, POPULATIONS, QUANTILE_METHODS, Collection, InputError
+from pytest_energy.organise.readers import DEFAULT_SCORE, InputError
+from pytest_energy.organise.systems import Collection
+from pytest_energy.organise.trend_statistics import POPULATIONS, QUANTILE_METHODS
 
 USAGE_ERROR = 2
 
@@ -56,7 +58,7 @@ def _submission(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
     """The inputs read with ``--score``; without it, psds1, else the score the JSON reports record."""
-    from pytest_energy.organise.trend import collect, recorded_scores
+    from pytest_energy.organise.readers import collect, recorded_scores
 
     score = args.score or DEFAULT_SCORE
     collection = collect(args.inputs, year=args.year, score=score)
@@ -74,7 +76,8 @@ def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
 
 
 def _trend(args: argparse.Namespace) -> int:
-    from pytest_energy.organise.trend import RENDERERS, compute
+    from pytest_energy.organise.trend_render import RENDERERS
+    from pytest_energy.organise.trend_statistics import compute
 
     collection, score = _collect(args)
     if not collection.systems:

@@ -22,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from pytest_energy.organise.trend import KWH_J, Collection, ReportError, System, read_report
+from pytest_energy.organise.readers import ReportError, read_report
+from pytest_energy.organise.systems import KWH_J, Collection, System
 
 PLOT_INSTALL = 'pip install "pytest-energy[plot]"'
 MARKERS = {"single": "o", "ensemble": "^", "ensemble unstated": "s"}

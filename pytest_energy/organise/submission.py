@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
 from pytest_energy.report.escape import printable
-from pytest_energy.organise.trend import (
-    KWH_J,
+from pytest_energy.organise.readers import (
     ReportError,
     parse_ensemble,
     read_report,
     report_first,
     report_phase_energy,
 )
+from pytest_energy.organise.systems import KWH_J
 
 
 class SubmissionError(Exception):
