@@ -119,6 +119,16 @@ def test_the_package_has_the_layers_it_claims():
     assert "pytest_energy.organise.trend_render" in graph["pytest_energy.organise.cli"]  # also lazy, in-function imports
 
 
+def test_the_trend_flows_from_readers_through_statistics_to_renderers():
+    """Inside ``organise``: readers and statistics share only the systems' types; renderers read no file."""
+    graph = import_graph(package_sources())
+    organise = "pytest_energy.organise."
+    assert graph[organise + "readers"] & {organise + "trend_statistics", organise + "trend_render"} == set()
+    assert graph[organise + "trend_statistics"] & {organise + "readers", organise + "trend_render"} == set()
+    assert organise + "readers" not in graph[organise + "trend_render"]
+    assert organise + "systems" in graph[organise + "trend_statistics"]
+
+
 def third_party_imports(source: str) -> Set[str]:
     """The top-level names of the modules ``source`` imports from outside the package."""
     names = set()
