@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime
 import json
 import multiprocessing
+import subprocess
+import sys
 
+import jsonschema
 import pytest
 
 from pytest_energy.account.baseline_cache import (
@@ -17,6 +20,7 @@ from pytest_energy.account.baseline_cache import (
     summarize_repeats,
 )
 from pytest_energy.measure.machine import fingerprint, hardware_facts
+from pytest_energy.store.schemas import BASELINE_CACHE_SCHEMA, SCHEMA_DIR
 
 A100 = hardware_facts(["NVIDIA A100-SXM4-40GB"], "550.54", "AMD EPYC 7742", "nvml-counter+rapl-counter")
 NODEID = "tests/test_baseline.py::test_ten_epochs"
@@ -69,15 +73,20 @@ def test_entry_round_trips_through_json():
 
 @pytest.mark.parametrize(
     ("change", "phrase"),
-    [({"schema": "other-tool/1"}, "schema"), ({"energy_j": 5.0}, "energy_j .* does not agree"),
-     ({"energies_j": []}, "no baseline measurement"), ({"fingerprint": "0" * 16}, "fingerprint does not match"),
-     ({"measured_at": "2024-06-01T12:00:00"}, "no time zone"), ({"extra": 1}, "unknown: \\['extra'\\]"),
-     ({"nodeid": ""}, "nodeid must be a non-empty string")],
+    [({"schema": "other-tool/1"}, "$.schema: 'pytest-energy/baseline/1' was expected"),
+     ({"energy_j": 5.0}, "energy_j 5.0 does not agree with energies_j"),
+     ({"energies_j": []}, "$.energies_j: [] should be non-empty"),
+     ({"energies_j": [100.0, float("nan")]}, "$.energies_j[1]: nan is not a finite number"),
+     ({"fingerprint": "0" * 16}, "fingerprint does not match"),
+     ({"measured_at": "2024-06-01T12:00:00"}, "no time zone"),
+     ({"extra": 1}, "$: Additional properties are not allowed ('extra' was unexpected)"),
+     ({"nodeid": ""}, "$.nodeid: '' should be non-empty")],
 )
 def test_from_json_is_strict(change, phrase):
     data = {**entry_for().to_json(), **change}
-    with pytest.raises(ValueError, match=phrase):
+    with pytest.raises(ValueError) as raised:
         BaselineEntry.from_json(data)
+    assert phrase in str(raised.value)
 
 
 def test_miss_then_store_then_hit(tmp_path):
@@ -159,6 +168,42 @@ def test_corrupt_or_foreign_entry_is_discarded_and_reported(tmp_path, content):
     assert "discarded the corrupt or foreign baseline cache entry" in lookup.message
     assert not (tmp_path / f"{key}.json").exists()
     assert cache.load(key).status == "miss"
+
+
+def test_the_shipped_cache_schema_is_valid_and_entries_written_satisfy_it():
+    schema = json.loads((SCHEMA_DIR / BASELINE_CACHE_SCHEMA).read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    assert list(checker.iter_errors(entry_for(energies=(100.0, 120.0)).to_json())) == []
+    assert schema["properties"]["schema"]["const"] == SCHEMA
+
+
+def test_an_entry_whose_hardware_facts_have_the_wrong_types_is_discarded(tmp_path):
+    """Consistently fingerprinted, so only the schema's description of the hardware facts catches it."""
+    hardware = {**A100, "gpu_count": "1"}
+    key = fingerprint(hardware)
+    entry = {**entry_for().to_json(), "hardware": hardware, "fingerprint": key}
+    (tmp_path / f"{key}.json").write_text(json.dumps(entry), encoding="utf-8")
+    lookup = BaselineCache(tmp_path).load(key)
+    assert (lookup.status, lookup.entry) == ("corrupt", None)
+    assert lookup.message == (f"discarded the corrupt or foreign baseline cache entry {tmp_path / f'{key}.json'}: "
+                              "$.hardware.gpu_count: '1' is not of type 'integer'")
+    assert not (tmp_path / f"{key}.json").exists()
+
+
+def test_jsonschema_is_imported_by_the_first_check_not_with_the_plugin():
+    probe = (
+        "import sys\n"
+        "import pytest_energy.plugin, pytest_energy.session_plugin\n"
+        "print('jsonschema' in sys.modules)\n"
+        "from pytest_energy.account.baseline_cache import BaselineEntry\n"
+        "try:\n"
+        "    BaselineEntry.from_json({})\n"
+        "except ValueError:\n"
+        "    print('jsonschema' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert completed.stdout.split() == ["False", "True"]
 
 
 def test_an_entry_filed_under_another_fingerprint_is_not_trusted(tmp_path):

@@ -21,11 +21,13 @@ import yaml
 from junit_read import junit_properties_by_test
 from junitparser import JUnitXml
 
+from pytest_energy.account.record import Record
 from pytest_energy.store import runs
 from pytest_energy.config import OPTIONS
 from pytest_energy.decide.limits import Figures, Limits, regression
 from pytest_energy.measure.base import Measurement, Reading
-from pytest_energy.store.runs import StoredRun
+from pytest_energy.report.json_report import build_document
+from pytest_energy.store.runs import StoredRun, check_run_document
 from pytest_energy.units import parse_percentage
 from suites import BURN, NORMALISED_CAP_SUITE
 
@@ -259,7 +261,18 @@ def store_one_run(run_energy: Callable, pytester: pytest.Pytester) -> Path:
 
 def write_raw(path: Path, document: Dict[str, Any], **raw: str) -> None:
     """Write ``document`` with some fields replaced by raw JSON text (values Python would not write, such as 1e999)."""
-    text = json.dumps({**document, **{name: f"@{name}@" for name in raw}})
+    write_with_raw_values(path, {**document, **{name: f"@{name}@" for name in raw}}, raw)
+
+
+def write_raw_test(path: Path, document: Dict[str, Any], **raw: str) -> None:
+    """Write ``document`` with some fields of its first test replaced by raw JSON text."""
+    first = {**document["tests"][0], **{name: f"@{name}@" for name in raw}}
+    write_with_raw_values(path, {**document, "tests": [first, *document["tests"][1:]]}, raw)
+
+
+def write_with_raw_values(path: Path, document: Dict[str, Any], raw: Dict[str, str]) -> None:
+    """Write ``document``, its "@name@" strings replaced by the raw JSON text ``raw`` gives for ``name``."""
+    text = json.dumps(document)
     for name, value in raw.items():
         text = text.replace(f'"@{name}@"', value)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -299,15 +312,16 @@ def test_with_runs_of_other_hardware_only_nothing_is_compared_and_the_run_says_w
     assert "compared_with" not in run.report["session"]
 
 
-SPOILED_RUNS = {  # how the newest stored run is spoiled -> what the line about it says
-    "wrong-types": (lambda path, doc: write_raw(path, doc, environment="[1]"), "environment.fingerprint is missing*"),
-    "wrong-test-types": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": ["x"]}]'), "tests[[]0[]] has no nodeid"),
-    "string-energy": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": "x", "energy_j": "1 J"}]'),
-                      "tests[[]0[]].energy_j is '1 J', not a finite number of joules"),
-    "overflowing-float": (lambda path, doc: write_raw(path, doc, tests='[{"nodeid": "x", "energy_j": 1e999}]'),
-                          "tests[[]0[]].energy_j is 'inf', not a finite number of joules"),
-    "huge-int": (lambda path, doc: write_raw(path, doc, tests=f'[{{"nodeid": "x", "energy_j": {10 ** 400}}}]'),
-                 "tests[[]0[]].energy_j is '1000*', not a finite number of joules"),
+SPOILED_RUNS = {  # how the newest stored run is spoiled -> what the line about it says (fnmatch: [[] is "[")
+    "wrong-types": (lambda path, doc: write_raw(path, doc, environment="[1]"), "$.environment: [[]1[]] is not of type 'object'"),
+    "wrong-test-types": (lambda path, doc: write_raw_test(path, doc, nodeid='["x"]'),
+                         "$.tests[[]0[]].nodeid: [[]'x'[]] is not of type 'string'"),
+    "string-energy": (lambda path, doc: write_raw_test(path, doc, energy_j='"1 J"'),
+                      "$.tests[[]0[]].energy_j: '1 J' is not of type 'number', 'null'"),
+    "overflowing-float": (lambda path, doc: write_raw_test(path, doc, energy_j="1e999"),
+                          "$.tests[[]0[]].energy_j: inf is not a finite number"),
+    "huge-int": (lambda path, doc: write_raw_test(path, doc, energy_j=str(10 ** 400)),
+                 "$.tests[[]0[]].energy_j: 1000*… is not a finite number"),
     "directory": (lambda path, doc: path.mkdir(), "*Is a directory*"),
 }
 
@@ -332,6 +346,49 @@ def test_a_stored_run_that_is_not_a_valid_report_is_skipped_with_one_line_or_ref
     named = run_energy("--energy-meter=codecarbon", f"--energy-compare={newer}", "--energy-compare-fail=10%")
     assert named.result.ret == pytest.ExitCode.USAGE_ERROR
     named.result.stderr.fnmatch_lines([f"ERROR: pytest-energy: stored run {newer} cannot be used: {why}"])
+
+
+def stored_run_document() -> Dict[str, Any]:
+    """A valid report of one measured test, as autosave stores it."""
+    environment = {"fingerprint": "0123456789abcdef", "cpu_model": "x", "cpu_count": 2, "ram_bytes": 1, "gpus": [],
+                   "gpu_count": 0, "gpu_driver": None, "python": "3.11", "pytest": "9", "plugin": "0.1.0",
+                   "meter": {"choice": "rapl"}}
+    measurement = Measurement(2.0, (Reading("cpu", "package-0", 40.0, "rapl-counter"),))
+    record = Record("t.py::test_x", "train", "passed", measurement, extra={"energy_normalized_j": 4.0})
+    return {**build_document([record], environment, {}, {"meter": "rapl", "caps_j": {}}), "commit": {}}
+
+
+RUN_FAULTS = {  # a change to a valid stored run -> the one line saying what is wrong
+    "nan": (lambda d: d["tests"][0].update(energy_j=float("nan")), "$.tests[0].energy_j: nan is not a finite number"),
+    "normalised-inf": (lambda d: d["tests"][0].update(energy_normalized_j=float("-inf")),
+                       "$.tests[0].energy_normalized_j: -inf is not a finite number"),
+    "negative": (lambda d: d["tests"][0].update(energy_j=-1.0), "$.tests[0].energy_j: -1.0 is less than the minimum of 0"),
+    "no-fingerprint": (lambda d: d["environment"].pop("fingerprint"),
+                       "$.environment.fingerprint: the hardware fingerprint is missing or not a string"),
+    "other-schema": (lambda d: d.update(schema="something else", created=None), "$.schema: 'pytest-energy/1' was expected"),
+    "huge-value": (lambda d: d.update(tests={"x" * 1000: 1}), "$.tests: {'" + "x" * 157 + "…"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RUN_FAULTS))
+def test_a_stored_run_is_checked_against_the_report_schema_with_finite_numbers(fault: str) -> None:
+    document = stored_run_document()
+    check_run_document(document)
+    change, message = RUN_FAULTS[fault]
+    change(document)
+    with pytest.raises(ValueError) as raised:
+        check_run_document(document)
+    assert str(raised.value) == message
+
+
+def test_what_is_wrong_with_a_stored_run_is_one_line_even_under_a_key_with_a_line_break() -> None:
+    document = stored_run_document()
+    document["tests"][0]["scores"]["a\nb"] = "high"
+    with pytest.raises(ValueError) as raised:
+        check_run_document(document)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("$.tests[0].scores")
+    assert message.endswith(": 'high' is not of type 'number'")
 
 
 def test_an_unreadable_stored_run_is_skipped(

@@ -5,9 +5,9 @@ chooses (pytest's cache: ``config.cache.mkdir("energy-baseline")``), so a cache 
 by machines of different kinds keeps one entry for each. Writes go to a temporary
 file that replaces the entry atomically, under a ``filelock.FileLock``; reads take
 the same lock, so a reader never discards an entry another process is writing. An
-entry that cannot be read, is not valid JSON, is not this schema, holds an energy that
-is not a finite number of joules more than zero, or is dated in the future, is deleted
-and reported, never used.
+entry that cannot be read, is not valid JSON, breaks ``baseline-cache-schema.json`` (which
+also refuses an energy that is not a finite number of joules more than zero), or is dated
+in the future, is deleted and reported, never used.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import os
 import shutil
 import statistics
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
-
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 from .. import __version__
 from ..measure.machine import fingerprint
 from ..store.files import write_text_atomically
+from ..store.schemas import BASELINE_CACHE_SCHEMA, check
 from ..units import format_energy
 
 SCHEMA = "pytest-energy/baseline/1"
@@ -144,30 +144,19 @@ class BaselineEntry:
 
     @classmethod
     def from_json(cls, data: object) -> "BaselineEntry":
-        """Validate strictly; ``ValueError`` says what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"schema {data.get('schema')!r} is not {SCHEMA!r}")
-        names = {field.name for field in dataclasses.fields(cls)}
-        if set(data) != names:
-            missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
-            raise ValueError(f"fields missing: {missing or 'none'}; unknown: {unknown or 'none'}")
-        for name in ("fingerprint", "measured_at", "meter", "nodeid", "plugin_version"):
-            if not isinstance(data[name], str) or not data[name]:
-                raise ValueError(f"{name} must be a non-empty string, got {data[name]!r}")
-        if not isinstance(data["hardware"], dict):
-            raise ValueError("hardware must be an object")
+        """Validate strictly; ``ValueError`` says what is wrong.
+
+        ``baseline-cache-schema.json`` checks the fields, their types and that every energy is
+        a finite number of joules more than zero; this checks what a schema cannot say.
+        """
+        check(data, BASELINE_CACHE_SCHEMA)
+        data = cast(Dict[str, Any], data)  # the schema says it is an object
         if fingerprint(data["hardware"]) != data["fingerprint"]:
             raise ValueError("fingerprint does not match the hardware it describes")
-        if not isinstance(data["energies_j"], list):
-            raise ValueError("energies_j must be a list")
         mean, std, _ = summarize_repeats(data["energies_j"])
         for name, expected in (("energy_j", mean), ("std_j", std)):
-            value = data[name]
-            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not is_number or not math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-12):
-                raise ValueError(f"{name} {value!r} does not agree with energies_j ({expected!r})")
+            if not math.isclose(data[name], expected, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(f"{name} {data[name]!r} does not agree with energies_j ({expected!r})")
         _parse_time(data["measured_at"])
         return cls(**{**data, "energies_j": tuple(float(energy) for energy in data["energies_j"])})
 
