@@ -190,3 +190,24 @@ def test_downward_and_same_layer_imports_pass():
 def test_a_module_outside_every_layer_is_named():
     with pytest.raises(LookupError, match="pytest_energy.core.session is in no layer"):
         rank_of("pytest_energy.core.session")
+
+
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+def conflict_lines(text: str) -> List[str]:
+    """Lines a merge left behind: ``<<<<<<< ours`` / ``>>>>>>> theirs`` (``=======`` alone is valid Markdown)."""
+    return [line for line in text.splitlines() if line.startswith(CONFLICT_MARKERS)]
+
+
+def test_no_file_of_the_project_holds_a_merge_conflict():
+    assert conflict_lines("# t\n<<<<<<< HEAD\na\n=======\nb\n>>>>>>> branch\n") == ["<<<<<<< HEAD", ">>>>>>> branch"]
+    root = PACKAGE_DIR.parent
+    left = []
+    for folder in ("pytest_energy", "tests", "benchmarks", "docs", "examples", ".github", ".ci"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and path.suffix in {".py", ".md", ".toml", ".yml", ".yaml", ".json", ""}:
+                left += [f"{path.relative_to(root)}: {line}" for line in conflict_lines(path.read_text(errors="replace"))]
+    for name in ("README.md", "pyproject.toml"):
+        left += [f"{name}: {line}" for line in conflict_lines((root / name).read_text())]
+    assert left == []
