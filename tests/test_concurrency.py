@@ -8,6 +8,9 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
+
+from pytest_energy.measure import overlap
 from pytest_energy.measure.overlap import ACTIVITY_NAME, Activity, SharedTotal
 
 
@@ -68,3 +71,34 @@ def test_workers_add_to_one_session_total(tmp_path: Path) -> None:
     assert total.add(0.0) == 0.0
     SharedTotal(tmp_path / "session.json").add(2.5)
     assert total.add(1.5) == 4.0
+
+
+def _add_one_joule_many_times(path: str) -> None:
+    total = SharedTotal(Path(path))
+    for _ in range(200):
+        total.add(1.0)
+
+
+def test_processes_adding_at_once_lose_no_update(tmp_path: Path) -> None:
+    """The lock makes each read-add-write whole: four processes adding 200 J each give 800 J."""
+    path = tmp_path / "session.json"
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_add_one_joule_many_times, args=(str(path),)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    assert SharedTotal(path).add(0.0) == 800.0
+
+
+def test_a_file_locked_too_long_is_an_os_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder that never lets go makes the file unusable (the caller gives a notice), not a hang."""
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(overlap, "LOCK_TIMEOUT_S", 0.05)
+    path = tmp_path / "session.json"
+    with open(path, "a+b") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(OSError, match="stayed locked"):
+            SharedTotal(path).add(1.0)
+    assert SharedTotal(path).add(1.0) == 1.0

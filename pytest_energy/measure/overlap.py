@@ -7,7 +7,8 @@ held warns that both sessions' figures overlap. Every measuring process (xdist w
 or not) also lists its open windows in one small file there (``Activity``), so a
 baseline can tell whether any other process measured while it ran. ``SharedTotal`` is
 the energy a whole xdist session has spent, which its workers add to after each test.
-Both files are read and written under a ``filelock.FileLock``.
+Both files are read and written under a lock on the file (``flock``; a ``filelock.FileLock``
+where there is none).
 """
 
 from __future__ import annotations
@@ -29,31 +30,60 @@ STALE_WINDOW_S = 24 * 3600.0  # where a process cannot be asked whether it lives
 
 
 @contextlib.contextmanager
+def _exclusive(path: Path, descriptor: int) -> Iterator[None]:
+    """Hold an exclusive lock on the open file ``path``: ``flock`` on it where POSIX has one, else a
+    ``filelock.FileLock`` beside it. Raises ``OSError`` when it stays held for ``LOCK_TIMEOUT_S``.
+
+    ``flock`` costs a system call (about 0.1 ms for a measured test's window open and close,
+    where a ``FileLock`` took about 1 ms), and the kernel releases it if the holder dies.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import filelock
+
+        with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S, mode=0o666):
+            yield
+        return
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} stayed locked for {LOCK_TIMEOUT_S:.0f} s") from None
+            time.sleep(0.001)
+    try:
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def _locked_json(path: Path, empty: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
     """The JSON object in ``path`` (``empty`` when missing or unreadable), written back on leaving if changed.
 
     Every reader takes the lock too, so the file is rewritten in place: no truncating
     open and no rename, which ext4 flushes to disk (milliseconds per measured test).
-    Raises ``OSError`` (a ``filelock.Timeout`` included) when the file cannot be used.
+    Raises ``OSError`` when the file cannot be used.
     """
-    import filelock
-
-    with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S, mode=0o666):
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        with os.fdopen(descriptor, "r+b") as handle:
-            text = handle.read()
-            try:
-                state = json.loads(text)
-            except ValueError:
-                state = None
-            if not isinstance(state, dict) or set(state) != set(empty):
-                state = json.loads(json.dumps(empty))
-            yield state
-            new_text = json.dumps(state).encode("utf-8")
-            if new_text != text:
-                handle.seek(0)
-                handle.write(new_text)
-                handle.truncate()
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    with os.fdopen(descriptor, "r+b") as handle, _exclusive(path, descriptor):
+        text = handle.read()
+        try:
+            state = json.loads(text)
+        except ValueError:
+            state = None
+        if not isinstance(state, dict) or set(state) != set(empty):
+            state = json.loads(json.dumps(empty))
+        yield state
+        new_text = json.dumps(state).encode("utf-8")
+        if new_text != text:
+            handle.seek(0)
+            handle.write(new_text)
+            handle.truncate()
+            handle.flush()  # before the lock is released
 
 
 def _alive(pid: object, started: object) -> bool:
