@@ -7,6 +7,9 @@ watchdog that checks on a fixed beat, EW from the wrong phase's energy).
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 import pytest
@@ -171,6 +174,61 @@ def test_the_watchdog_does_not_fire_at_exactly_the_limit(monkeypatch: pytest.Mon
     dog._stop, dog._t0 = stop, 0.0  # type: ignore[assignment]
     dog._watch()
     assert crossings == [] and len(stop.waits) > 10_000
+
+
+# -- where the watchdog's stop may land ---------------------------------------------------------
+
+
+def frames(*paths: str) -> SimpleNamespace:
+    """A chain of fake frames, innermost first: only the file names and ``f_back`` matter."""
+    frame = None
+    for path in reversed(paths):
+        frame = SimpleNamespace(f_code=SimpleNamespace(co_filename=path), f_back=frame)
+    return frame  # type: ignore[return-value]
+
+
+PYTEST_CODE = watchdog.FRAMEWORK_DIRS[0] + "capture.py"
+STDLIB_CODE = watchdog.LIBRARY_DIRS[0] + "tempfile.py"
+TEST_CODE = "/home/someone/project/tests/test_train.py"
+
+
+@pytest.mark.parametrize(
+    ("chain", "machinery"),
+    [
+        ((STDLIB_CODE, PYTEST_CODE, TEST_CODE), True),  # a subtest opening its capture file
+        (("<frozen os>", PYTEST_CODE), True),
+        ((PYTEST_CODE,), True),
+        ((TEST_CODE, PYTEST_CODE), False),  # the test's own loop
+        ((STDLIB_CODE, TEST_CODE, PYTEST_CODE), False),  # a library the test called
+        ((), False),
+    ],
+    ids=["stdlib-under-pytest", "frozen-under-pytest", "pytest", "test", "stdlib-under-test", "no-frame"],
+)
+def test_a_stop_is_raised_in_the_tests_code_and_not_in_pytests(chain: tuple, machinery: bool) -> None:
+    assert watchdog.in_pytest_machinery(frames(*chain) if chain else None) is machinery
+
+
+def test_a_stop_that_lands_in_pytests_code_is_sent_again_until_it_lands_in_the_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first two signals find the main thread in pytest's code; the third raises in the test's."""
+    landings = iter([True, True])
+    monkeypatch.setattr(watchdog, "in_pytest_machinery", lambda frame: next(landings, False))
+    stopper = watchdog.MainThreadStopper()
+    assert stopper.arm()
+    sender = threading.Thread(target=stopper.fire, args=("energy over cap",))
+    try:
+        with pytest.raises(pytest.fail.Exception, match="energy over cap"):
+            sender.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the test's own work, until the stop lands
+                pass
+        assert next(landings, "spent") == "spent"
+    finally:
+        stopper.disarm()
+        sender.join(5)
+        stopper.uninstall()
+    assert not sender.is_alive()
 
 
 # -- EW accounting -------------------------------------------------------------------------------

@@ -6,16 +6,24 @@ crosses the limit it sends SIGUSR1 to the main thread, whose handler raises
 ``pytest.fail`` inside the test (as pytest-timeout's signal method does). Where
 that is impossible (no SIGUSR1 on Windows, a test outside the main thread) the
 test runs to its end and fails then; the report says it was not stopped early.
-A test blocked inside one long C call is stopped when that call returns.
+A test blocked inside one long C call is stopped when that call returns. A signal that
+arrives while the main thread runs pytest's own code (a subtest opening its output
+capture, say) is not raised there, where it would leave pytest's state half made: it
+is sent again a moment later, until it lands in the test's code.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sysconfig
 import threading
 import time
-from typing import Callable, Optional
+from types import FrameType
+from typing import Callable, Optional, Tuple
 
+import _pytest
+import pluggy
 import pytest
 
 from .base import Measurement
@@ -23,6 +31,37 @@ from .meter import Window
 
 MIN_WAIT_S = 0.01
 FIRST_CHECK_S = 0.1
+RESEND_S = 0.005  # how soon a stop that landed in pytest's own code is sent again
+
+
+def _directory_of(module: object) -> str:
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep  # type: ignore[attr-defined]
+
+
+FRAMEWORK_DIRS: Tuple[str, ...] = tuple(_directory_of(module) for module in (_pytest, pluggy)) + (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # this plugin
+)
+LIBRARY_DIRS: Tuple[str, ...] = tuple(sorted({
+    sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")
+}))
+
+
+def in_pytest_machinery(frame: Optional[FrameType]) -> bool:
+    """Whether the main thread runs pytest's code (or this plugin's), not the test's.
+
+    Walking out from ``frame`` past the standard library and installed packages, the first
+    other frame decides: pytest's (its capture, reports, fixtures, even inside a ``tempfile``
+    call they made) or the test's (its module, or a library it called). A test module that
+    is itself an installed package (``--pyargs``) reads as pytest's: it fails at its end.
+    """
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(FRAMEWORK_DIRS):
+            return True
+        if not path.startswith(LIBRARY_DIRS + ("<frozen ",)):  # 3.11 freezes some of the stdlib (os, codecs)
+            return False
+        frame = frame.f_back
+    return False
 
 
 class MainThreadStopper:
@@ -33,6 +72,7 @@ class MainThreadStopper:
         self._previous: object = None
         self._armed = False
         self._message = ""
+        self._raised = threading.Event()
 
     @staticmethod
     def supported() -> bool:
@@ -50,18 +90,24 @@ class MainThreadStopper:
             self._previous = signal.signal(signal.SIGUSR1, self._handle)
             self._installed = True
         self._message, self._armed = "", True
+        self._raised.clear()
         return True
 
     def disarm(self) -> None:
         self._armed = False
 
     def fire(self, message: str) -> None:
+        """Signal the main thread until the stop is raised in the test's code, or the test ends (disarmed)."""
         self._message = message
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+        while self._armed:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+            if self._raised.wait(RESEND_S):
+                return
 
-    def _handle(self, signum: int, frame: object) -> None:
-        if self._armed and self._message:
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self._armed and self._message and not in_pytest_machinery(frame):
             self._armed = False
+            self._raised.set()
             pytest.fail(self._message, pytrace=False)
 
     def uninstall(self) -> None:
