@@ -20,6 +20,7 @@ from pytest_energy.account.baseline_cache import (
     summarize_repeats,
 )
 from pytest_energy.measure.machine import fingerprint, hardware_facts
+from pytest_energy.store import schemas
 from pytest_energy.store.schemas import BASELINE_CACHE_SCHEMA, SCHEMA_DIR
 
 A100 = hardware_facts(["NVIDIA A100-SXM4-40GB"], "550.54", "AMD EPYC 7742", "nvml-counter+rapl-counter")
@@ -261,3 +262,19 @@ def test_an_unusable_directory_is_a_clear_error(tmp_path):
     with pytest.raises(BaselineCacheError, match="cannot use the baseline cache"):
         BaselineCache(blocker / "energy-baseline").load(fingerprint(A100))
     assert blocker.read_text() == "not a directory"
+
+
+def test_inlining_the_schemas_refs_keeps_what_they_accept() -> None:
+    """The validator uses the report schema with its ``$ref``s inlined: same verdicts, recursion kept as a ref."""
+    original = json.loads((schemas.SCHEMA_DIR / schemas.REPORT_SCHEMA).read_text(encoding="utf-8"))
+    inlined = schemas.inline_local_refs(original)
+    assert "$ref" not in json.dumps({key: value for key, value in inlined.items() if key != "$defs"})
+    energy = inlined["properties"]["tests"]["items"]["properties"]["energy_j"]
+    assert energy == original["$defs"]["joules"]
+    recursive = {"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+                 "properties": {"head": {"$ref": "#/$defs/node"}}}
+    head = schemas.inline_local_refs(recursive)["properties"]["head"]
+    assert head["properties"]["next"] == {"$ref": "#/$defs/node"}
+    validator = jsonschema.Draft202012Validator
+    for document in ({"schema": "pytest-energy/1"}, {"tests": [{"energy_j": -1}]}, [], {"tests": "none"}):
+        assert validator(inlined).is_valid(document) == validator(original).is_valid(document)
