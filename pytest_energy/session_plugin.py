@@ -76,9 +76,6 @@ class EnergyPlugin:
         except ConfigError as exc:
             raise usage_error(exc) from None
 
-    def notice(self, message: str) -> None:
-        self.session.notice(message)
-
     def state(self, item: pytest.Item) -> Optional[TestState]:
         """The measurement state of ``item``, created on first use; None if it is not measured."""
         if STATE in item.stash:

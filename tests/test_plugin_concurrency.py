@@ -88,22 +88,7 @@ def test_one_session_cap_holds_for_all_xdist_workers(
     run.result.stdout.fnmatch_lines(["*energy session cap 50.0 J reached*"])
 
 
-BASELINE_BESIDE_ANOTHER_TEST = """
-import os
-import time
-from pathlib import Path
-
-import pytest
-
-from conftest import ROOT
-
-
-def spend(joules):
-    counter = Path(ROOT, "intel-rapl:0", "energy_uj")
-    staging = counter.with_name(".energy_uj.new")
-    staging.write_text(f"{int(counter.read_text()) + round(joules * 1e6)}\\n")
-    os.replace(staging, counter)
-
+BASELINE_BESIDE_ANOTHER_TEST = SPEND + """
 
 def wait_for(name):
     end = time.monotonic() + 30.0
