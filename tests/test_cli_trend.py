@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -13,13 +12,12 @@ from typing import Any, Dict, Optional
 import pytest
 
 from pytest_energy.organise.cli import main
+from pytest_energy.organise.dcase_data import SHIPPED_RESULTS
 from pytest_energy.organise.readers import collect, parse_ensemble, parse_quantity
 from pytest_energy.organise.trend_statistics import Trend, compute, quartile_values
 
 KWH = 3.6e6
-DCASE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"  # beside the clone
-DCASE_DIR = Path(os.environ.get("PYTEST_ENERGY_DCASE_DATA", DCASE_DATA), "sed_carbon_footprint_2022_2023")
-needs_dcase_data = pytest.mark.skipif(not DCASE_DIR.is_dir(), reason="shared DCASE results files not present")
+DCASE_DIR = SHIPPED_RESULTS  # the public results files that ship with the package
 
 
 def make_report(
@@ -109,7 +107,7 @@ def reports(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("method", "numpy_method"), [("inclusive", "linear"), ("exclusive", "weibull")])
 def test_quartiles_match_numpy(method: str, numpy_method: str):
-    numpy = pytest.importorskip("numpy")
+    import numpy
     generator = random.Random(7)
     for size in (2, 3, 4, 5, 10, 37) if method == "inclusive" else (3, 4, 5, 10, 37):  # 'exclusive' extrapolates at 2
         values = [generator.uniform(0, 100) for _ in range(size)]
@@ -228,9 +226,7 @@ def test_organisers_csv(tmp_path: Path):
     assert sorted(r.reason for r in collection.rejected) == ["no system name", "no training energy"]
 
 
-@needs_dcase_data
 def test_dcase_2022_results_yaml_as_is():
-    pytest.importorskip("yaml")
     collection = collect([str(DCASE_DIR / "results_task4_entries.yaml")])
     assert {s.edition for s in collection.systems} == {"2022"}  # 7 rows carry a DCASE2021_ anchor
     assert len(collection.systems) == 79
@@ -242,9 +238,7 @@ def test_dcase_2022_results_yaml_as_is():
     assert next(s for s in collection.systems if s.name == "Zhang_UCAS_task4_2").ensemble is True
 
 
-@needs_dcase_data
 def test_dcase_2023_results_yaml_and_duplicates():
-    pytest.importorskip("yaml")
     only_2023 = collect([str(DCASE_DIR / "submissions_task4a_entries.yaml")])
     assert (len(only_2023.systems), len(only_2023.baselines), len(only_2023.rejected)) == (82, 2, 0)
     baseline = next(b for b in only_2023.baselines if b.name == "Baseline_task4a_1")

@@ -12,28 +12,25 @@ What reproduces the data (verified here):
   rounding is a publishing artefact, the plugin keeps full precision.
 Every 2023 row reproduces; 2022 rows without an energy are skipped per phase and counted.
 
-The data files are public results-page YAML files kept outside the repository; set
-PYTEST_ENERGY_DCASE_DATA to their folder, else ``../shared/data/dcase_energy_trend``.
+The data files are the public results-page YAML files that ship with the package
+(``pytest_energy/organise/dcase_results/``, origin and checksums in its ``SOURCES.md``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
 
-from pytest_energy.organise.dcase_data import energy_kwh_to_j, parse_count, parse_interval, parse_score
+from pytest_energy.organise.dcase_data import SHIPPED_RESULTS, energy_kwh_to_j, parse_count, parse_interval, parse_score
 from pytest_energy.account.normalize import Normalization, energy_weighted, relative_ranking_score
 from pytest_energy.account.presets import resolve_reference
 
 KWH = 3.6e6
 PUBLISHED_KWH_DECIMALS = 3  # the results pages print normalised energies to 0.001 kWh
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcase_energy_trend"
-DATA = Path(os.environ.get("PYTEST_ENERGY_DCASE_DATA", DEFAULT_DATA))
-FOLDER = DATA / "sed_carbon_footprint_2022_2023"
+FOLDER = SHIPPED_RESULTS
 SUBSETS_2023 = [f"{part}_{kind}" for part in ("eval", "vimeo", "youtube") for kind in ("bootstrapped", "full")]
 PHASES = (("train", "energy_training"), ("test", "energy_test"))
 
@@ -51,10 +48,9 @@ MISSING_2022 = {
 
 @functools.lru_cache(maxsize=None)
 def _rows(name: str) -> Tuple[dict, ...]:
-    yaml = pytest.importorskip("yaml")
+    import yaml
+
     path = FOLDER / name
-    if not path.is_file():
-        pytest.skip(f"published DCASE data not found at {path}; set PYTEST_ENERGY_DCASE_DATA")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open(encoding="utf-8") as handle:
         return tuple(yaml.load(handle, Loader=loader))
@@ -302,7 +298,7 @@ def test_2023_table_vi_single_systems(rows_2023):
 
 def test_2023_tables_i_ii_quartiles_of_all_systems():
     """Tables I-II: quartiles of energy and complexity over the 82 systems (numpy's linear method)."""
-    numpy = pytest.importorskip("numpy")
+    import numpy
     from pytest_energy.organise.readers import collect
     from pytest_energy.organise.trend_statistics import compute
 

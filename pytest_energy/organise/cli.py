@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from pytest_energy import __version__
 from pytest_energy.report.escape import printable
+from pytest_energy.organise.dcase_data import SHIPPED_EDITIONS, shipped_results
 from pytest_energy.organise.plot import KINDS
 from pytest_energy.organise.readers import DEFAULT_SCORE, InputError
 from pytest_energy.organise.systems import Collection
@@ -61,6 +62,9 @@ def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
     from pytest_energy.organise.readers import collect, recorded_scores
 
     score = args.score or DEFAULT_SCORE
+    args.inputs = list(args.inputs) + [str(shipped_results(edition)) for edition in args.dcase or ()]
+    if not args.inputs:
+        raise CliError("no inputs: name reports, CSV or YAML files or directories, or --dcase 2022|2023")
     collection = collect(args.inputs, year=args.year, score=score)
     if args.score is None and all(s.score is None for s in collection.systems + collection.baselines):
         recorded = recorded_scores(collection)
@@ -120,8 +124,12 @@ def _factor_limit(text: str) -> float:
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "inputs", nargs="+", metavar="DIR_OR_FILE",
+        "inputs", nargs="*", metavar="DIR_OR_FILE",
         help="pytest-energy JSON reports, organisers' CSV files, DCASE results YAML files, or directories of them",
+    )
+    parser.add_argument(
+        "--dcase", action="append", choices=tuple(SHIPPED_EDITIONS), metavar="YEAR",
+        help="add the DCASE task 4 results of YEAR (2022 or 2023), shipped with pytest-energy; may be repeated",
     )
     parser.add_argument("--year", type=int, help="edition year for rows and reports that do not state one")
     parser.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Optional, Tuple
 
 from ..units import JOULES_PER_UNIT, QuantityError
@@ -18,6 +19,14 @@ _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _SCORE_WITH_INTERVAL = re.compile(rf"^\s*({_NUMBER})\s*(?:\(\s*({_NUMBER})\s*-\s*({_NUMBER})\s*\))?\s*$")
 _TRAINABLE_SPLIT = re.compile(r"^\s*trainable\s+(.+?)\s+non-trainable\s+(.+?)\s*$", re.IGNORECASE)
 _MISSING = ("", "-", "n/a", "na", "none", "null")
+
+SHIPPED_RESULTS = Path(__file__).with_name("dcase_results")  # public results files, see SOURCES.md there
+SHIPPED_EDITIONS = {"2022": "results_task4_entries.yaml", "2023": "submissions_task4a_entries.yaml"}
+
+
+def shipped_results(edition: str) -> Path:
+    """The DCASE task 4 results-page file of ``edition`` (2022 or 2023) that ships with the package."""
+    return SHIPPED_RESULTS / SHIPPED_EDITIONS[edition]
 
 
 def _is_missing(value: object) -> bool:
