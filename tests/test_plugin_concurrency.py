@@ -8,7 +8,6 @@ energy is exactly what it adds to its tree, whatever the other worker does meanw
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -17,7 +16,6 @@ import pytest
 
 from fakes.powercap import FakePowercap
 from pytest_energy.measure.overlap import claim_machine
-from pytest_energy.measure import rapl
 from pytest_energy.report.json_report import load_schema
 
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
@@ -151,11 +149,10 @@ def test_a_baseline_measured_beside_another_workers_test_is_used_once_and_not_ca
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
 def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cached(
-    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path,
     xdist: bool
 ) -> None:
-    tree = FakePowercap(tmp_path / "gw0").add_package(0)
-    monkeypatch.setattr(rapl, "RaplSource", functools.partial(rapl.RaplSource, tree.root))
+    tree = FakePowercap(tmp_path / "gw0").add_package(0)  # the conftest points RaplSource at it
     pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root), "gw1": str(tree.root)}))
     pytester.makepyfile(
         "import os\nfrom pathlib import Path\n\nimport pytest\n\nfrom conftest import ROOT\n\n\n"
