@@ -222,3 +222,49 @@ def test_when_rank_0_dies_the_others_count_alone_and_say_so(tmp_path: Path) -> N
     second = by_rank[1][1]
     assert second["devices"]["gpu node0:gpu1"] == 11.0 and second["devices"]["cpu node0:rank0"] is None
     assert second["lower_bound"] == ["node0:rank0 could not be reached (DistNetworkError)"]
+
+
+# -- pytest sessions under torchrun ---------------------------------------------------------------
+
+FAKE_GPUS_CONFTEST = """
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import fake_pynvml
+
+def pytest_configure(config):
+    fake_pynvml._driver = fake_pynvml.FakeNvml(fake_pynvml.gpus(50.0, 500.0))  # each rank's view of the node
+    sys.modules["pynvml"] = fake_pynvml
+"""
+RANKED_SUITE = """
+import time
+import pytest
+
+@pytest.mark.energy(cap="50J")
+def test_train():
+    time.sleep(0.3)
+"""
+
+
+def test_a_pytest_session_under_torchrun_reports_once_on_the_ranks_combined_figure(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(FAKE_GPUS_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    (tmp_path / "test_ranked.py").write_text(RANKED_SUITE)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={free_port_pair()}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+               "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml", "--energy-json=energy.json",
+               "--energy-cap-mode=warn", "test_ranked.py"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+           "TMPDIR": str(tmp_path)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    outputs = {int(path.parent.name): path.read_text() for path in tmp_path.glob("logs/**/stdout.log")}
+    assert done.returncode == 0 and sorted(outputs) == [0, 1], done.stdout[-2000:] + done.stderr[-2000:]
+    assert "energy report written to energy.json" in outputs[0]
+    assert "energy report written" not in outputs[1]  # only global rank 0 writes reports
+    report = json.loads((tmp_path / "energy.json").read_text())
+    assert (report["session"]["ranks"], report["session"]["nodes"], report["session"]["launcher"]) == (2, 1, "torchrun")
+    [test] = report["tests"]
+    gpus = {device["device"]: device["joules"] for device in test["devices"] if device["component"] == "gpu"}
+    assert sorted(gpus) == ["node0:gpu0", "node0:gpu1"]  # each GPU once, from the rank that counts it
+    assert gpus["node0:gpu1"] > 50.0 > gpus["node0:gpu0"]  # rank 0 alone counts gpu0: under the cap
+    assert test["verdict"] == "over-cap" and test["energy_j"] == pytest.approx(sum(gpus.values()))
+    for rank in (0, 1):  # every rank decided on the combined figure
+        assert "exceeds cap" in outputs[rank], outputs[rank][-2000:]
