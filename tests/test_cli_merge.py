@@ -67,7 +67,7 @@ def shard_files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     for job, tests in JOBS.items():
         report = work / f"energy-{job}.json"
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--energy-meter=codecarbon",
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--energy-meter=codecarbon", "--energy-session-cap=1MJ",
              f"--energy-json={report.name}", *(f"test_suite.py::{name}" for name in tests)],
             cwd=work, capture_output=True, text=True, timeout=300, env=_environment(tmp_path_factory.mktemp("tmp")),
         )
@@ -109,6 +109,7 @@ def test_two_shards_make_one_valid_report(shard_files: Dict[str, Path], tmp_path
     assert [shard["source"] for shard in merged["shards"]] == [str(shard_files["a"]), str(shard_files["b"])]
     assert [shard["environment"] for shard in merged["shards"]] == [a["environment"], b["environment"]]
     assert merged["environment"]["fingerprint"] == a["environment"]["fingerprint"]
+    assert a["session"]["session_cap_j"] == merged["session"]["session_cap_j"] == 1e6  # each job records it
     assert f"merged 2 shard(s), {len(merged['tests'])} test(s)" in out
 
 

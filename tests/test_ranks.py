@@ -122,6 +122,32 @@ def test_a_missing_rank_makes_a_lower_bound_naming_it_for_what_it_would_have_cou
     assert lower_bound_reasons(cpu_only) == [] and cpu_only.notes  # it counts nothing here: complete, said so
 
 
+def test_a_test_one_rank_did_not_run_costs_only_that_test() -> None:
+    import threading
+
+    from pytest_energy.measure.ranks import RankExchange
+
+    port = free_port_pair()
+    launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
+    exchanges = [RankExchange(launches[0], timeout_s=3.0)]
+    exchanges.append(RankExchange(launches[1], timeout_s=3.0))
+    figures: Dict[int, List[Measurement]] = {0: [], 1: []}
+
+    def run(rank: int, tests: Sequence[str]) -> None:
+        for nodeid in tests:
+            figures[rank].append(exchanges[rank].combine(nodeid, node_seen(2)))
+
+    threads = [threading.Thread(target=run, args=(0, ["t::skipped_on_rank_1", "t::both"])),
+               threading.Thread(target=run, args=(1, ["t::both"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    skipped, both = figures[0]
+    assert lower_bound_reasons(skipped) == ["node0:rank1 did not report within 3 s"]
+    assert lower_bound_reasons(both) == [] and both.total_j == node_seen(2).total_j == figures[1][0].total_j
+
+
 # -- real launches ----------------------------------------------------------------------------------
 
 

@@ -215,15 +215,16 @@ class ExchangeUnavailable(Exception):
 class RankExchange:
     """The channel through which the ranks of one launch combine each test's figure.
 
-    ``combine`` must be called by every rank for the same tests in the same order (pytest
-    runs the same collection on each rank). A late or dead rank costs at most ``timeout_s``
+    ``combine`` is called by every rank at the end of each measured test (pytest runs the
+    same collection on each rank); a test is matched across ranks by its node id and how
+    many times it ran. A late or dead rank costs at most ``timeout_s``
     per test, once: a rank 0 that cannot be reached is not waited for again.
     """
 
     def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.launch = launch
         self.timeout_s = timeout_s
-        self._sequence = 0
+        self._runs: Dict[str, int] = {}  # how often each test was combined
         self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
         self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
         address, port = launch.master_addr or "127.0.0.1", launch.exchange_port(port)
@@ -239,8 +240,8 @@ class RankExchange:
 
     def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
         """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
-        key = f"{self._sequence}:{nodeid}"
-        self._sequence += 1
+        self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
+        key = f"{nodeid}#{self._runs[nodeid]}"
         self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
         own = RankFigure(self.launch.rank, self.launch.node, own_readings(measurement, self.launch))
         if self._unreachable is not None:
