@@ -210,7 +210,7 @@ def test_two_ranks_combine_and_a_rank_slower_than_the_timeout_makes_a_lower_boun
 
 
 def test_four_ranks_on_one_node_count_each_gpu_and_the_cpu_once_and_a_killed_rank_is_named(tmp_path: Path) -> None:
-    [output] = finish(torchrun(tmp_path, 4, "--gpus", 4, "--tests", 2, "--timeout", 8, "--kill", 2,
+    [output] = finish(torchrun(tmp_path, 4, "--gpus", 4, "--tests", 4, "--timeout", 8, "--kill", 2,
                                port=free_port_pair()))
     by_rank = results(tmp_path)
     assert sorted(by_rank) == [0, 1, 2, 3], output[-3000:]
@@ -222,6 +222,9 @@ def test_four_ranks_on_one_node_count_each_gpu_and_the_cpu_once_and_a_killed_ran
     second = by_rank[0][1]
     assert second["total_j"] == expected_total([0], 4) - 12.0 and second["devices"]["gpu node0:rank2"] is None
     assert second["lower_bound"] == ["node0:rank2 did not report within 8 s"]
+    for later in by_rank[0][2:]:  # the dead rank is waited for briefly, not the whole timeout, and still named
+        assert later["lower_bound"] == ["node0:rank2 has not reported in time since test_suite.py::test_1"]
+    assert [line["total_j"] for line in by_rank[1]] == [line["total_j"] for line in by_rank[0]]
 
 
 def test_two_nodes_of_two_ranks_name_each_device_with_its_node(tmp_path: Path) -> None:

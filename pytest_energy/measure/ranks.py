@@ -30,6 +30,8 @@ PORT_ENV = "PYTEST_ENERGY_RANK_PORT"  # the exchange's port, where the one next 
 NODE_WIDE = ("cpu", "ram")  # counted once per node, by its local rank 0
 MISSING_METHOD = "rank-missing"
 DEFAULT_TIMEOUT_S = 60.0
+LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
+KEPT_COMBINED = 64  # combined figures kept in the store for ranks that read them late
 
 
 class LaunchError(ValueError):
@@ -217,8 +219,9 @@ class RankExchange:
 
     ``combine`` is called by every rank at the end of each measured test (pytest runs the
     same collection on each rank); a test is matched across ranks by its node id and how
-    many times it ran. A late or dead rank costs at most ``timeout_s``
-    per test, once: a rank 0 that cannot be reached is not waited for again.
+    many times it ran. A rank that misses a test costs that test ``timeout_s``; until it
+    reports in time again, later tests wait for it only ``LATE_GRACE_S`` (so a dead rank does
+    not cost every test the full timeout). A rank 0 that cannot be reached is not asked again.
     """
 
     def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
@@ -227,6 +230,9 @@ class RankExchange:
         self._runs: Dict[str, int] = {}  # how often each test was combined
         self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
         self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
+        self._late: Dict[int, str] = {}  # on rank 0: ranks that missed a test, and the first they missed
+        self._published: List[str] = []  # on rank 0: the tests' keys whose combined figure is kept, oldest first
+        self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
         address, port = launch.master_addr or "127.0.0.1", launch.exchange_port(port)
         try:
             from torch.distributed import TCPStore
@@ -251,7 +257,9 @@ class RankExchange:
             if self.launch.rank == 0:
                 return self._gather(key, own)
             self._wait([f"{key}/combined"], 2 * self.timeout_s)
-            return RankFigure.from_json(self._store.get(f"{key}/combined").decode()).measurement
+            combined = RankFigure.from_json(self._store.get(f"{key}/combined").decode()).measurement
+            self._store.add(f"{key}/read", 1)  # rank 0 keeps the store up until the last test's figure is read
+            return combined
         except Exception as error:  # rank 0 is gone (not asked again), or late: this rank counted alone, said so
             if self._is_connection_error(error):
                 self._unreachable = f"could not be reached ({type(error).__name__})"
@@ -263,15 +271,23 @@ class RankExchange:
         deadline = time.monotonic() + self.timeout_s
         figures, missing = [own], {}
         for rank, rank_key in keys.items():
+            left_s = deadline - time.monotonic()
             try:
-                self._wait([rank_key], max(deadline - time.monotonic(), 0.001))
+                self._wait([rank_key], max(min(left_s, LATE_GRACE_S) if rank in self._late else left_s, 0.001))
                 figures.append(RankFigure.from_json(self._store.get(rank_key).decode()))
+                self._late.pop(rank, None)
             except Exception:
-                missing[rank] = f"did not report within {self.timeout_s:g} s"
+                since = self._late.setdefault(rank, key)
+                missing[rank] = (f"did not report within {self.timeout_s:g} s" if since == key else
+                                 f"has not reported in time since {since.rsplit('#', 1)[0]}")
         combined = combine(figures, missing, self.launch, self._measured)
         self._store.set(f"{key}/combined", RankFigure(0, self.launch.node, combined).to_json())
-        for rank_key in keys.values():
-            self._store.delete_key(rank_key)
+        self._published.append(key)
+        self._readers = len(figures) - 1
+        for old_key in [*keys.values(), *(f"{old}/{part}" for old in self._published[:-KEPT_COMBINED]
+                                          for part in ("combined", "read"))]:
+            self._store.delete_key(old_key)
+        del self._published[:-KEPT_COMBINED]
         return combined
 
     def _alone(self, own: RankFigure, why: str) -> Measurement:
@@ -289,4 +305,13 @@ class RankExchange:
             word in str(error).lower() for word in ("connection", "broken pipe", "reset by peer"))
 
     def close(self) -> None:
+        """Let go of the store; rank 0, whose process holds it, first waits (at most ``timeout_s``) until the
+        ranks that reported the last test have read its figure."""
+        if self.launch.rank == 0 and self._published and self._unreachable is None:
+            deadline = time.monotonic() + self.timeout_s
+            try:
+                while self._store.add(f"{self._published[-1]}/read", 0) < self._readers and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except Exception:  # nothing to wait for if the store cannot answer
+                pass
         self._store = None  # type: ignore[assignment]  # the server (rank 0's) stops with its last reference
