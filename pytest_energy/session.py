@@ -116,6 +116,11 @@ class EnergySession:
         return self.worker_id is not None
 
     @property
+    def launch_rank(self) -> Optional[int]:
+        """This process's global rank in a distributed launch; None outside one."""
+        return None if self.launch is None else self.launch.rank
+
+    @property
     def writes_reports(self) -> bool:
         """Whether this process writes the reports: not an xdist worker, and global rank 0 of a launch."""
         return not self.is_worker and (self.launch is None or self.launch.rank == 0)
@@ -285,8 +290,14 @@ class EnergySession:
             return None
 
     def _register_window(self) -> Optional[str]:
-        """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it."""
-        return self._activity_call(self._activity.open_window) if self.meter().available else None
+        """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it.
+
+        Of a distributed launch's ranks on one node, only local rank 0 lists its windows (they
+        open and close together), so the launch's own ranks do not contend with its baseline.
+        """
+        if not self.meter().available or (self.launch is not None and not self.launch.counts_node_wide()):
+            return None
+        return self._activity_call(self._activity.open_window)
 
     def _unregister_window(self, key: Optional[str]) -> None:
         if key is not None:
@@ -421,7 +432,8 @@ class EnergySession:
                 contention = self._baseline_contention(nodeid)
                 try:
                     spread = self.baseline.measured(nodeid, energies, self.environment["hardware"],
-                                                    state.measurement.meter, cache=not contention)  # type: ignore[union-attr]
+                                                    state.measurement.meter,  # type: ignore[union-attr]
+                                                    cache=not contention and self.launch_rank in (None, 0))
                 except (BaselineCacheError, OSError) as exc:
                     self.notice(f"cannot cache the baseline: {exc}")
                     spread = None

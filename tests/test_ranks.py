@@ -268,6 +268,10 @@ RANKED_SUITE = """
 import time
 import pytest
 
+@pytest.mark.energy_baseline
+def test_reference():
+    time.sleep(0.3)
+
 @pytest.mark.energy(cap="50J")
 def test_train():
     time.sleep(0.3)
@@ -279,7 +283,7 @@ def test_a_pytest_session_under_torchrun_reports_once_on_the_ranks_combined_figu
     (tmp_path / "test_ranked.py").write_text(RANKED_SUITE)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                f"--master_port={free_port_pair()}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
-               "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml", "--energy-json=energy.json",
+               "-p", "no:xdist", "--energy-meter=nvml", "--energy-json=energy.json",
                "--energy-cap-mode=warn", "test_ranked.py"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
            "TMPDIR": str(tmp_path)}
@@ -290,7 +294,11 @@ def test_a_pytest_session_under_torchrun_reports_once_on_the_ranks_combined_figu
     assert "energy report written" not in outputs[1]  # only global rank 0 writes reports
     report = json.loads((tmp_path / "energy.json").read_text())
     assert (report["session"]["ranks"], report["session"]["nodes"], report["session"]["launcher"]) == (2, 1, "torchrun")
-    [test] = report["tests"]
+    [baseline] = report["baseline"]  # the launch's own ranks do not contend with its baseline: it is cached
+    assert baseline["source"] == "measured" and not baseline["contended"]
+    assert not [notice for notice in report["notices"] if "measured while" in notice or "session" in notice]
+    assert (tmp_path / ".pytest_cache" / "d" / "energy-baseline").exists()
+    [test] = [test for test in report["tests"] if test["phase"] != "baseline"]
     gpus = {device["device"]: device["joules"] for device in test["devices"] if device["component"] == "gpu"}
     assert sorted(gpus) == ["node0:gpu0", "node0:gpu1"]  # each GPU once, from the rank that counts it
     assert gpus["node0:gpu1"] > 50.0 > gpus["node0:gpu0"]  # rank 0 alone counts gpu0: under the cap
