@@ -305,3 +305,14 @@ def test_a_pytest_session_under_torchrun_reports_once_on_the_ranks_combined_figu
     assert test["verdict"] == "over-cap" and test["energy_j"] == pytest.approx(sum(gpus.values()))
     for rank in (0, 1):  # every rank decided on the combined figure
         assert "exceeds cap" in outputs[rank], outputs[rank][-2000:]
+
+
+def test_an_inconsistent_launch_environment_is_a_usage_error(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"RANK": "5", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.energy\ndef test_one():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-json=energy.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.stderr.lines if "rank" in line]
+    assert "cannot tell this process's rank: inconsistent torchrun launch: rank 5" in line
