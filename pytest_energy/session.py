@@ -28,7 +28,8 @@ from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
-from .measure.ranks import ExchangeUnavailable, LaunchError, RankExchange, detect
+from .measure.rank_exchange import ExchangeUnavailable, RankExchange
+from .measure.ranks import LaunchError, detect
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
@@ -275,7 +276,8 @@ class EnergySession:
                 f"energy crossed {format_energy(limit_j, self.settings.unit)} ({kind}); stopped early at {elapsed_s:.2f} s")
             self._stopper.fire(self._stop_message)
 
-        return Watchdog(state.window, limit_j, self.settings.check_interval_s, stop).start()  # type: ignore[arg-type]
+        window = state.window if self._ranks is None else self._ranks.live(nodeid, state.window)  # type: ignore[arg-type]
+        return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()  # type: ignore[arg-type]
 
     def was_stopped_by(self, message: str) -> bool:
         """Whether the running test failed with the watchdog's stop (and not with a failure of its own)."""

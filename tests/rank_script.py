@@ -25,7 +25,8 @@ import torch.distributed as dist
 
 from pytest_energy.decide.limits import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
-from pytest_energy.measure.ranks import RankExchange, detect
+from pytest_energy.measure.rank_exchange import RankExchange
+from pytest_energy.measure.ranks import detect
 
 NODE_WIDE_J = {"cpu": 5.0, "ram": 1.0}
 

@@ -125,7 +125,7 @@ def test_a_missing_rank_makes_a_lower_bound_naming_it_for_what_it_would_have_cou
 def test_a_test_one_rank_did_not_run_costs_only_that_test() -> None:
     import threading
 
-    from pytest_energy.measure.ranks import RankExchange
+    from pytest_energy.measure.rank_exchange import RankExchange
 
     port = free_port_pair()
     launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
@@ -316,3 +316,52 @@ def test_an_inconsistent_launch_environment_is_a_usage_error(pytester: pytest.Py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.stderr.lines if "rank" in line]
     assert "cannot tell this process's rank: inconsistent torchrun launch: rank 5" in line
+
+
+NODE_GPU_CONFTEST = """
+import os
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import fake_pynvml
+
+def pytest_configure(config):  # node 0's GPU idles, node 1's draws 500 W
+    watts = 1.0 if os.environ["GROUP_RANK"] == "0" else 500.0
+    fake_pynvml._driver = fake_pynvml.FakeNvml(fake_pynvml.gpus(watts))
+    sys.modules["pynvml"] = fake_pynvml
+"""
+LONG_SUITE = """
+import time
+import pytest
+
+@pytest.mark.energy(cap="50J")
+def test_long_training():
+    for _ in range(200):  # 10 s unless stopped
+        time.sleep(0.05)
+"""
+
+
+def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(NODE_GPU_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    (tmp_path / "test_long.py").write_text(LONG_SUITE)
+    port = free_port_pair()
+    launches = []
+    for node in (0, 1):  # two "machines": their own temp directories (machine lock, activity file)
+        temp = tmp_path / f"tmp{node}"
+        temp.mkdir()
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+                   "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", f"--log-dir=logs{node}",
+                   "--redirects=3", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml",
+                   "--energy-json=energy.json", "--energy-check-interval=0.2", "test_long.py"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+               "TMPDIR": str(temp)}
+        launches.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True))
+    finish(*launches)
+    outputs = {node: "".join(path.read_text() for path in tmp_path.glob(f"logs{node}/**/stdout.log")) for node in (0, 1)}
+    report = json.loads((tmp_path / "energy.json").read_text())
+    [test] = report["tests"]
+    assert (report["session"]["ranks"], report["session"]["nodes"]) == (2, 2)
+    assert test.get("stopped_early") and test["stopped_early"]["at_s"] < 5.0, outputs[0][-2000:]  # node 0 alone: 1 W
+    assert test["verdict"] == "over-cap" and test["energy_j"] > 50.0
+    for node in (0, 1):
+        assert "stopped early" in outputs[node], outputs[node][-2000:]

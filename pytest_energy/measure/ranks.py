@@ -1,27 +1,21 @@
-"""Ranks of a distributed launch: which devices each rank counts, and one figure per test from all.
+"""Ranks of a distributed launch: which devices each rank counts, and how their figures combine.
 
 ``detect`` reads the launch from the environment that ``torchrun`` (``RANK``, ``LOCAL_RANK``,
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or
 ``srun`` (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS``, ``SLURM_NODEID``) sets. Each
 rank counts only its share of what it sees (``own_readings``): its ``LOCAL_RANK``'s GPU(s),
-and the node-wide CPU and RAM on local rank 0 only. At the end of each test the ranks
-combine their figures (``RankExchange``) through a ``torch.distributed.TCPStore`` of their
-own (not the test's process group), hosted by rank 0 on a port next to ``MASTER_PORT``:
-every rank publishes its readings, rank 0 gathers them until a deadline and publishes the
-combined figure, which every rank then reads, so all ranks decide on the same figure.
-Energy is summed per device (named with its node; a device two ranks counted is counted
-once), time is the longest window, partial flags are kept. A rank that does not report in
-time, or a rank 0 that cannot be reached, is named in the figure as a lost device, so the
-figure is a lower bound, never a hang. torch is imported only when an exchange opens.
+and the node-wide CPU and RAM on local rank 0 only. ``combine`` makes one test's figure from
+the ranks' (``RankFigure``): energy summed per device (named with its node; a device two
+ranks counted is counted once), time the longest window, partial flags kept; a rank that gave
+no figure is named as a lost device, so the figure is a lower bound. The ranks exchange their
+figures in ``rank_exchange.py``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
-import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .base import COMPONENTS, Measurement, Reading
@@ -29,9 +23,6 @@ from .base import COMPONENTS, Measurement, Reading
 PORT_ENV = "PYTEST_ENERGY_RANK_PORT"  # the exchange's port, where the one next to MASTER_PORT is taken
 NODE_WIDE = ("cpu", "ram")  # counted once per node, by its local rank 0
 MISSING_METHOD = "rank-missing"
-DEFAULT_TIMEOUT_S = 60.0
-LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
-KEPT_COMBINED = 64  # combined figures kept in the store for ranks that read them late
 
 
 class LaunchError(ValueError):
@@ -208,110 +199,3 @@ def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: L
     durations = [figure.measurement.duration_s for figure in figures]
     own_notes = [note for figure in figures for note in figure.measurement.notes]
     return Measurement(max(durations, default=0.0), tuple(devices.values()), tuple(dict.fromkeys(own_notes + notes)))
-
-
-class ExchangeUnavailable(Exception):
-    """The ranks cannot combine their figures (no store could be opened); the message says why."""
-
-
-class RankExchange:
-    """The channel through which the ranks of one launch combine each test's figure.
-
-    ``combine`` is called by every rank at the end of each measured test (pytest runs the
-    same collection on each rank); a test is matched across ranks by its node id and how
-    many times it ran. A rank that misses a test costs that test ``timeout_s``; until it
-    reports in time again, later tests wait for it only ``LATE_GRACE_S`` (so a dead rank does
-    not cost every test the full timeout). A rank 0 that cannot be reached is not asked again.
-    """
-
-    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
-        self.launch = launch
-        self.timeout_s = timeout_s
-        self._runs: Dict[str, int] = {}  # how often each test was combined
-        self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
-        self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
-        self._late: Dict[int, str] = {}  # on rank 0: ranks that missed a test, and the first they missed
-        self._published: List[str] = []  # on rank 0: the tests' keys whose combined figure is kept, oldest first
-        self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
-        address, port = launch.master_addr or "127.0.0.1", launch.exchange_port(port)
-        try:
-            from torch.distributed import TCPStore
-
-            self._store = TCPStore(address, port, launch.world_size, launch.rank == 0,
-                                   datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
-        except Exception as error:  # no torch, port taken, rank 0 not there in time
-            raise ExchangeUnavailable(f"cannot open the ranks' energy exchange on {address}:{port} "
-                                      f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                                      f"set {PORT_ENV} to a free port") from None
-
-    def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
-        """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
-        self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
-        key = f"{nodeid}#{self._runs[nodeid]}"
-        self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
-        own = RankFigure(self.launch.rank, self.launch.node, own_readings(measurement, self.launch))
-        if self._unreachable is not None:
-            return self._alone(own, self._unreachable)
-        try:
-            self._store.set(f"{key}/{self.launch.rank}", own.to_json())
-            if self.launch.rank == 0:
-                return self._gather(key, own)
-            self._wait([f"{key}/combined"], 2 * self.timeout_s)
-            combined = RankFigure.from_json(self._store.get(f"{key}/combined").decode()).measurement
-            self._store.add(f"{key}/read", 1)  # rank 0 keeps the store up until the last test's figure is read
-            return combined
-        except Exception as error:  # rank 0 is gone (not asked again), or late: this rank counted alone, said so
-            if self._is_connection_error(error):
-                self._unreachable = f"could not be reached ({type(error).__name__})"
-                return self._alone(own, self._unreachable)
-            return self._alone(own, f"did not publish the combined figure within {2 * self.timeout_s:g} s")
-
-    def _gather(self, key: str, own: RankFigure) -> Measurement:
-        keys = {rank: f"{key}/{rank}" for rank in range(1, self.launch.world_size)}
-        deadline = time.monotonic() + self.timeout_s
-        figures, missing = [own], {}
-        for rank, rank_key in keys.items():
-            left_s = deadline - time.monotonic()
-            try:
-                self._wait([rank_key], max(min(left_s, LATE_GRACE_S) if rank in self._late else left_s, 0.001))
-                figures.append(RankFigure.from_json(self._store.get(rank_key).decode()))
-                self._late.pop(rank, None)
-            except Exception:
-                since = self._late.setdefault(rank, key)
-                missing[rank] = (f"did not report within {self.timeout_s:g} s" if since == key else
-                                 f"has not reported in time since {since.rsplit('#', 1)[0]}")
-        combined = combine(figures, missing, self.launch, self._measured)
-        self._store.set(f"{key}/combined", RankFigure(0, self.launch.node, combined).to_json())
-        self._published.append(key)
-        self._readers = len(figures) - 1
-        for old_key in [*keys.values(), *(f"{old}/{part}" for old in self._published[:-KEPT_COMBINED]
-                                          for part in ("combined", "read"))]:
-            self._store.delete_key(old_key)
-        del self._published[:-KEPT_COMBINED]
-        return combined
-
-    def _alone(self, own: RankFigure, why: str) -> Measurement:
-        others = {rank: f"was not combined with (rank 0 {why})" for rank in range(1, self.launch.world_size)}
-        others.pop(own.rank, None)
-        return combine([own], {0: why, **others}, self.launch, self._measured)
-
-    def _wait(self, keys: List[str], timeout_s: float) -> None:
-        self._store.wait(keys, datetime.timedelta(seconds=timeout_s))
-
-    @staticmethod
-    def _is_connection_error(error: Exception) -> bool:
-        """A store that is gone (rank 0 died), not one that was slow."""
-        return type(error).__name__ == "DistNetworkError" or isinstance(error, ConnectionError) or any(
-            word in str(error).lower() for word in ("connection", "broken pipe", "reset by peer"))
-
-    def close(self) -> None:
-        """Let go of the store; rank 0, whose process holds it, first waits (at most ``timeout_s``) until the
-        ranks that reported the last test have read its figure."""
-        if self.launch.rank == 0 and self._published and self._unreachable is None:
-            deadline = time.monotonic() + self.timeout_s
-            try:
-                while self._store.add(f"{self._published[-1]}/read", 0) < self._readers and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            except Exception:  # nothing to wait for if the store cannot answer
-                pass
-        self._store = None  # type: ignore[assignment]  # the server (rank 0's) stops with its last reference
