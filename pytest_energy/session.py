@@ -28,6 +28,8 @@ from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
+from .measure.rank_exchange import ExchangeUnavailable, RankExchange
+from .measure.ranks import LaunchError, detect
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
@@ -83,7 +85,12 @@ class EnergySession:
         self._report: Optional[ReportWriter] = None
         self._checkpoints: Optional[Checkpoints] = None
         self.saved_run: Optional[Path] = None
-        if settings.json and worker_id is None:
+        try:
+            self.launch = detect()  # a torchrun or srun launch: the ranks combine each test's figure
+        except LaunchError as exc:
+            raise ConfigError(f"cannot tell this process's rank: {exc}") from None
+        self._ranks: Optional[RankExchange] = None
+        if settings.json and worker_id is None and self.writes_reports:
             path = Path(invocation_dir, settings.json)
             try:
                 regular_file_target(path)
@@ -108,6 +115,16 @@ class EnergySession:
     @property
     def is_worker(self) -> bool:
         return self.worker_id is not None
+
+    @property
+    def launch_rank(self) -> Optional[int]:
+        """This process's global rank in a distributed launch; None outside one."""
+        return None if self.launch is None else self.launch.rank
+
+    @property
+    def writes_reports(self) -> bool:
+        """Whether this process writes the reports: not an xdist worker, and global rank 0 of a launch."""
+        return not self.is_worker and (self.launch is None or self.launch.rank == 0)
 
     def notice(self, message: str) -> None:
         """Something that makes the figures incomplete, shown once in the energy summary.
@@ -150,7 +167,12 @@ class EnergySession:
             from .measure.meter import open_meter
 
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
-            if not self.is_worker and self._meter.available:
+            if self.launch is not None and self._meter.available:
+                try:
+                    self._ranks = RankExchange(self.launch)
+                except ExchangeUnavailable as exc:
+                    self.notice(f"{exc}: this rank's figures count every device it sees")
+            if not self.is_worker and self._meter.available and (self.launch is None or self.launch.counts_node_wide()):
                 self._machine_lock, overlap = claim_machine()
                 if overlap:
                     self._machine_shared = True
@@ -232,6 +254,8 @@ class EnergySession:
             state.watchdog.stop()
         state.measurement = state.window.stop()  # type: ignore[union-attr]
         self._unregister_window(state.activity)
+        if self._ranks is not None and self._running is not None:  # every rank decides on the ranks' figure
+            state.measurement = self._ranks.combine(self._running[0], state.measurement)
 
     def _watch(self, nodeid: str, state: TestState) -> Optional[Watchdog]:
         """Start a watchdog that stops the test once an energy limit fails, with that limit's failure."""
@@ -252,7 +276,8 @@ class EnergySession:
                 f"energy crossed {format_energy(limit_j, self.settings.unit)} ({kind}); stopped early at {elapsed_s:.2f} s")
             self._stopper.fire(self._stop_message)
 
-        return Watchdog(state.window, limit_j, self.settings.check_interval_s, stop).start()  # type: ignore[arg-type]
+        window = state.window if self._ranks is None else self._ranks.live(nodeid, state.window)  # type: ignore[arg-type]
+        return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()  # type: ignore[arg-type]
 
     def was_stopped_by(self, message: str) -> bool:
         """Whether the running test failed with the watchdog's stop (and not with a failure of its own)."""
@@ -267,8 +292,14 @@ class EnergySession:
             return None
 
     def _register_window(self) -> Optional[str]:
-        """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it."""
-        return self._activity_call(self._activity.open_window) if self.meter().available else None
+        """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it.
+
+        Of a distributed launch's ranks on one node, only local rank 0 lists its windows (they
+        open and close together), so the launch's own ranks do not contend with its baseline.
+        """
+        if not self.meter().available or (self.launch is not None and not self.launch.counts_node_wide()):
+            return None
+        return self._activity_call(self._activity.open_window)
 
     def _unregister_window(self, key: Optional[str]) -> None:
         if key is not None:
@@ -403,7 +434,8 @@ class EnergySession:
                 contention = self._baseline_contention(nodeid)
                 try:
                     spread = self.baseline.measured(nodeid, energies, self.environment["hardware"],
-                                                    state.measurement.meter, cache=not contention)  # type: ignore[union-attr]
+                                                    state.measurement.meter,  # type: ignore[union-attr]
+                                                    cache=not contention and self.launch_rank in (None, 0))
                 except (BaselineCacheError, OSError) as exc:
                     self.notice(f"cannot cache the baseline: {exc}")
                     spread = None
@@ -486,7 +518,7 @@ class EnergySession:
         if self._checkpoints is not None:
             self._checkpoints.close()
         self.write_json()
-        if self.settings.autosave and self.records:
+        if self.settings.autosave and self.records and self.writes_reports:
             try:
                 self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
             except OSError as exc:
@@ -505,6 +537,8 @@ class EnergySession:
             self._machine_lock.release()
         if self._meter is not None:
             self._meter.close()
+        if self._ranks is not None:
+            self._ranks.close()
 
     # -- accounting and reports (controller) -------------------------------------------------
     def session_normalization(self) -> Optional[Normalization]:
@@ -542,6 +576,10 @@ class EnergySession:
         stored = self.stored_run()
         if stored is not None:
             session["compared_with"] = str(stored.path)
+        if self.settings.session_cap_j is not None:
+            session["session_cap_j"] = self.settings.session_cap_j  # pytest-energy merge checks it over all shards
+        if self.launch is not None:
+            session.update(ranks=self.launch.world_size, nodes=self.launch.nodes, launcher=self.launch.launcher)
         normalization = self.session_normalization()
         extra = {
             "normalization": normalization.to_json() if normalization else None,
@@ -567,7 +605,7 @@ class EnergySession:
         Under xdist a test's EW can depend on a test another worker ran, or one that ran later:
         only the controller, at the end, has every record.
         """
-        if not self.records:
+        if not self.records or not self.writes_reports:
             return
         try:
             add_accounted_properties(path, self.accounted_records(), prefix)
@@ -580,20 +618,20 @@ class EnergySession:
             return []
         records = self.accounted_records()
         lines = [f"pytest-energy: {message}" for message in self.notices]
-        if github.on_github_actions():
+        if github.on_github_actions() and self.writes_reports:
             lines += [github.notice_annotation(message) for message in self.notices]
         if not records:
             return lines
         lines += summary_table(records, self.settings.unit).render_text(width)
         lines += accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit)
         lines += [f"  note: {line}" for line in caveats(records)]
-        if self.settings.json and not self._json_failed:
+        if self._report is not None and not self._json_failed:
             lines.append(f"energy report written to {self.settings.json}")
         if self.stored_run() is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
         if self.saved_run is not None:
             lines.append(f"energy run stored as {self.saved_run}")
-        if github.on_github_actions():
+        if github.on_github_actions() and self.writes_reports:
             lines += github.annotations(records, "warning" if self.settings.cap_mode == "warn" else "error")
             try:
                 github.write_summary(github.summary_markdown(records, self.settings.unit))

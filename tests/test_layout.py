@@ -23,11 +23,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / PACKAGE
 LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("shared", ("pytest_energy", "pytest_energy.units")),  # the version, quantities and their formatting
     ("store", ("pytest_energy.store",)),  # atomic JSON files and stored runs: used by account and report
-    ("measure", ("pytest_energy.measure",)),  # meters, machine facts, live watchdog, overlap detection
+    ("measure", ("pytest_energy.measure",)),  # meters, machine facts, live watchdog, overlap detection, ranks
     ("account", ("pytest_energy.account",)),  # the Record, normalise, presets, EW, complexity, baseline cache
     ("decide", ("pytest_energy.decide",)),  # caps and the regression gate, as pure functions
     ("report", ("pytest_energy.report",)),  # terminal, JSON, JUnit, HTML, GitHub, escaping
-    ("organise", ("pytest_energy.organise",)),  # the organisers' offline CLI: trend, plot, submission
+    ("organise", ("pytest_energy.organise",)),  # the offline CLI: trend, plot, submission, merge
     ("wiring", (  # pytest-side: settings, markers, the fixture, the hooks
         "pytest_energy.config",
         "pytest_energy.fixture",

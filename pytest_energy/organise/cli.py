@@ -3,8 +3,10 @@
 ``submission`` prints the energy and complexity block of a DCASE task 4 system
 meta-information file from one JSON report; ``trend`` prints the organisers' tables
 over many reports, CSV rows and DCASE results-page YAML files; ``plot`` draws score
-against normalised training energy, or energy-weighted score against score. Exit
-status: 0 done, 2 bad usage or unreadable input (one line on stderr, no traceback).
+against normalised training energy, or energy-weighted score against score; ``merge``
+combines the reports of a suite split over several jobs into one and gates it. Exit
+status: 0 done, 1 the merged run failed its energy gate, 2 bad usage or unreadable input
+(one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pytest_energy.organise.plot import KINDS
 from pytest_energy.organise.readers import DEFAULT_SCORE, InputError
 from pytest_energy.organise.systems import Collection
 from pytest_energy.organise.trend_statistics import POPULATIONS, QUANTILE_METHODS
+from pytest_energy.units import QuantityError, format_energy, parse_energy
 
 USAGE_ERROR = 2
+GATE_FAILED = 1
 
 
 class CliError(Exception):
@@ -112,6 +116,32 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from pytest_energy.organise.merge import MergeError, load_shard, merge
+    from pytest_energy.store.files import write_atomically
+
+    try:
+        merged = merge([(path, load_shard(Path(path))) for path in args.reports], args.session_cap)
+    except MergeError as error:
+        raise CliError(str(error)) from None
+    try:
+        write_atomically(args.output, merged.document)
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot write {args.output}: {error}") from None
+    tests, shards = len(merged.document["tests"]), len(merged.document["shards"])
+    print(f"merged {shards} shard(s), {tests} test(s), {format_energy(merged.energy_j)} into {args.output}")
+    for failure in merged.failures:
+        print(f"pytest-energy merge: FAILED: {_one_line(failure)}", file=sys.stderr)
+    return GATE_FAILED if merged.failures else 0
+
+
+def _energy(text: str) -> float:
+    try:
+        return parse_energy(text)
+    except QuantityError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _factor_limit(text: str) -> float:
     try:
         value = float(text)
@@ -185,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("--baseline", help="system name whose energy and score draw the quadrant lines")
     plot.set_defaults(run=_plot)
+
+    merge = commands.add_parser(
+        "merge", help="combine the JSON reports of a suite split over several jobs into one, and gate it"
+    )
+    merge.add_argument("reports", nargs="+", metavar="REPORT", help="the shards' JSON reports (--energy-json)")
+    merge.add_argument("-o", "--output", required=True, help="the merged JSON report to write")
+    merge.add_argument(
+        "--session-cap", type=_energy, metavar="ENERGY",
+        help="cap on the energy of all shards together, e.g. 10kWh (default: the session cap the shards recorded)",
+    )
+    merge.set_defaults(run=_merge)
     return parser
 
 

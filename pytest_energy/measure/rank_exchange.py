@@ -1,0 +1,181 @@
+"""The channel through which the ranks of a launch combine each test's figure, and watch live caps.
+
+``RankExchange`` uses a ``torch.distributed.TCPStore`` of its own (not the test's process
+group), hosted by rank 0 on a port next to ``MASTER_PORT`` (``ranks.Launch.exchange_port``):
+at the end of each test every rank publishes its share of the readings, rank 0 gathers them
+until a deadline and publishes the combined figure (``ranks.combine``), which every rank
+then reads, so all ranks decide on the same figure. A rank that does not report in time, or
+a rank 0 that cannot be reached, is named in the figure as a lost device: a lower bound,
+never a hang. ``LiveWindow`` gives the live watchdog the same sum while the test runs.
+torch is imported only when an exchange opens.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any, Dict, Iterable, List, Optional, Protocol
+
+from .base import Measurement
+from .ranks import PORT_ENV, Launch, RankFigure, combine, own_readings
+
+DEFAULT_TIMEOUT_S = 60.0
+LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
+KEPT_COMBINED = 64  # combined figures kept in the store for ranks that read them late
+
+
+class Readable(Protocol):
+    """What the live watchdog reads: a test's window on the meter."""
+
+    def read(self) -> Measurement: ...
+
+
+class LiveWindow:
+    """A test's window as the live watchdog sees it under a launch: this rank's share, fresh, plus
+    what each other rank last published for the same test (each read publishes this rank's).
+
+    Energy only grows, so once one rank's sum crosses a limit every other rank's next read
+    crosses it too: the ranks stop together, within one check interval. A store that cannot
+    answer leaves this rank's own figure.
+    """
+
+    def __init__(self, exchange: "RankExchange", key: str, window: Readable):
+        self._exchange, self._key, self._window = exchange, f"live/{key}", window
+
+    def read(self) -> Measurement:
+        exchange, launch = self._exchange, self._exchange.launch
+        own = RankFigure(launch.rank, launch.node, own_readings(self._window.read(), launch))
+        figures = [own]
+        try:
+            store = exchange.live_store()
+            store.set(f"{self._key}/{launch.rank}", own.to_json())
+            for rank in range(launch.world_size):
+                other = f"{self._key}/{rank}"
+                if rank != launch.rank and store.check([other]):
+                    figures.append(RankFigure.from_json(store.get(other).decode()))
+        except Exception:  # the figure of this rank alone: the final check still combines every rank's
+            pass
+        return combine(figures, {}, launch)
+
+
+class ExchangeUnavailable(Exception):
+    """The ranks cannot combine their figures (no store could be opened); the message says why."""
+
+
+class RankExchange:
+    """The channel through which the ranks of one launch combine each test's figure.
+
+    ``combine`` is called by every rank at the end of each measured test (pytest runs the
+    same collection on each rank); a test is matched across ranks by its node id and how
+    many times it ran. A rank that misses a test costs that test ``timeout_s``; until it
+    reports in time again, later tests wait for it only ``LATE_GRACE_S`` (so a dead rank does
+    not cost every test the full timeout). A rank 0 that cannot be reached is not asked again.
+    """
+
+    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.launch = launch
+        self.timeout_s = timeout_s
+        self._runs: Dict[str, int] = {}  # how often each test was combined
+        self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
+        self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
+        self._late: Dict[int, str] = {}  # on rank 0: ranks that missed a test, and the first they missed
+        self._published: List[str] = []  # on rank 0: the tests' keys whose combined figure is kept, oldest first
+        self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
+        self._live_store: Any = None  # the live watchdog's own connection (it reads from another thread)
+        self._address = launch.master_addr or "127.0.0.1"
+        address, port = self._address, launch.exchange_port(port)
+        self._port = port
+        try:
+            from torch.distributed import TCPStore
+
+            self._store = TCPStore(address, port, launch.world_size, launch.rank == 0,
+                                   datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+        except Exception as error:  # no torch, port taken, rank 0 not there in time
+            raise ExchangeUnavailable(f"cannot open the ranks' energy exchange on {address}:{port} "
+                                      f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                                      f"set {PORT_ENV} to a free port") from None
+
+    def live(self, nodeid: str, window: Readable) -> LiveWindow:
+        """``window`` of the test ``nodeid`` about to run, as its live watchdog should read it over the ranks."""
+        return LiveWindow(self, f"{nodeid}#{self._runs.get(nodeid, 0) + 1}", window)
+
+    def live_store(self) -> Any:
+        """A client connection of the watchdog's own to the store, opened on first use."""
+        if self._live_store is None:
+            from torch.distributed import TCPStore
+
+            self._live_store = TCPStore(self._address, self._port, self.launch.world_size, False,
+                                        datetime.timedelta(seconds=self.timeout_s))
+        return self._live_store
+
+    def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
+        """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
+        self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
+        key = f"{nodeid}#{self._runs[nodeid]}"
+        self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
+        own = RankFigure(self.launch.rank, self.launch.node, own_readings(measurement, self.launch))
+        if self._unreachable is not None:
+            return self._alone(own, self._unreachable)
+        try:
+            self._store.set(f"{key}/{self.launch.rank}", own.to_json())
+            if self.launch.rank == 0:
+                return self._gather(key, own)
+            self._wait([f"{key}/combined"], 2 * self.timeout_s)
+            combined = RankFigure.from_json(self._store.get(f"{key}/combined").decode()).measurement
+            self._store.add(f"{key}/read", 1)  # rank 0 keeps the store up until the last test's figure is read
+            return combined
+        except Exception as error:  # rank 0 is gone (not asked again), or late: this rank counted alone, said so
+            if self._is_connection_error(error):
+                self._unreachable = f"could not be reached ({type(error).__name__})"
+                return self._alone(own, self._unreachable)
+            return self._alone(own, f"did not publish the combined figure within {2 * self.timeout_s:g} s")
+
+    def _gather(self, key: str, own: RankFigure) -> Measurement:
+        keys = {rank: f"{key}/{rank}" for rank in range(1, self.launch.world_size)}
+        deadline = time.monotonic() + self.timeout_s
+        figures, missing = [own], {}
+        for rank, rank_key in keys.items():
+            left_s = deadline - time.monotonic()
+            try:
+                self._wait([rank_key], max(min(left_s, LATE_GRACE_S) if rank in self._late else left_s, 0.001))
+                figures.append(RankFigure.from_json(self._store.get(rank_key).decode()))
+                self._late.pop(rank, None)
+            except Exception:
+                since = self._late.setdefault(rank, key)
+                missing[rank] = (f"did not report within {self.timeout_s:g} s" if since == key else
+                                 f"has not reported in time since {since.rsplit('#', 1)[0]}")
+        combined = combine(figures, missing, self.launch, self._measured)
+        self._store.set(f"{key}/combined", RankFigure(0, self.launch.node, combined).to_json())
+        self._published.append(key)
+        self._readers = len(figures) - 1
+        for old_key in [*keys.values(), *(f"{old}/{part}" for old in self._published[:-KEPT_COMBINED]
+                                          for part in ("combined", "read"))]:
+            self._store.delete_key(old_key)
+        del self._published[:-KEPT_COMBINED]
+        return combined
+
+    def _alone(self, own: RankFigure, why: str) -> Measurement:
+        others = {rank: f"was not combined with (rank 0 {why})" for rank in range(1, self.launch.world_size)}
+        others.pop(own.rank, None)
+        return combine([own], {0: why, **others}, self.launch, self._measured)
+
+    def _wait(self, keys: List[str], timeout_s: float) -> None:
+        self._store.wait(keys, datetime.timedelta(seconds=timeout_s))
+
+    @staticmethod
+    def _is_connection_error(error: Exception) -> bool:
+        """A store that is gone (rank 0 died), not one that was slow."""
+        return type(error).__name__ == "DistNetworkError" or isinstance(error, ConnectionError) or any(
+            word in str(error).lower() for word in ("connection", "broken pipe", "reset by peer"))
+
+    def close(self) -> None:
+        """Let go of the store; rank 0, whose process holds it, first waits (at most ``timeout_s``) until the
+        ranks that reported the last test have read its figure."""
+        if self.launch.rank == 0 and self._published and self._unreachable is None:
+            deadline = time.monotonic() + self.timeout_s
+            try:
+                while self._store.add(f"{self._published[-1]}/read", 0) < self._readers and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except Exception:  # nothing to wait for if the store cannot answer
+                pass
+        self._store = self._live_store = None  # type: ignore[assignment]  # rank 0's server stops with its last reference
