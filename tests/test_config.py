@@ -116,7 +116,7 @@ def test_bad_pyproject_values_name_the_key_and_the_file(pyproject: Dict[str, Any
 
 
 def test_bad_cli_cap_names_the_value_and_the_units() -> None:
-    with pytest.raises(ConfigError, match=r"--energy-cap.*'2kW'.*unit of power.*J, kJ, MJ, Wh, kWh, MWh"):
+    with pytest.raises(ConfigError, match=r"--energy-cap.*'2kW'.*unit of power.*mJ, J, kJ, MJ, mWh, Wh, kWh, MWh"):
         settings(cli={"energy_cap": "2kW"})
 
 
@@ -193,7 +193,7 @@ def test_bad_cli_cap_is_a_usage_error_naming_the_value_and_units(pytester: pytes
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = usage_error_lines(result)
     assert "'2kW'" in line
-    assert "J, kJ, MJ, Wh, kWh, MWh" in line
+    assert "mJ, J, kJ, MJ, mWh, Wh, kWh, MWh" in line
 
 
 def test_malformed_pyproject_is_a_usage_error_naming_the_file(pytester: pytest.Pytester) -> None:
@@ -362,7 +362,7 @@ def test_energy_marker_arguments_are_parsed() -> None:
 
 BAD_MARKERS = [
     ('energy(phase="bogus")', "energy marker phase must be 'train' or 'test', got 'bogus'"),
-    ('energy(cap="2kW")', "energy marker cap: invalid energy '2kW': 'kw' is a unit of power"),
+    ('energy(cap="2kW")', "energy marker cap: invalid energy '2kW': 'kW' is a unit of power"),
     ("energy(cap=5)", "energy marker cap: expected an energy string such as \"2kWh\""),
     ('energy(phse="train")', "energy marker has no argument 'phse' (its arguments: phase, cap, system"),
     ('energy("train")', "energy marker takes keyword arguments only"),

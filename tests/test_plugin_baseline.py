@@ -649,7 +649,7 @@ def test_plan_refuses_normalised_caps_without_a_reference_energy(tmp_path: Path)
     ("table", "named"),
     [
         ('preset = "dcase2030"', "key 'preset': expected one of dcase2022, dcase2023, dcase2024, got 'dcase2030'"),
-        ('reference-energy = "2kW"', "reference-energy: invalid energy '2kW': 'kw' is a unit of power, not energy"),
+        ('reference-energy = "2kW"', "reference-energy: invalid energy '2kW': 'kW' is a unit of power, not energy"),
         ("baseline = 3", "key 'baseline': expected a test id such as \"tests/test_baseline.py::test_ten_epochs\", got 3"),
         ("baseline-scores = { psds1 = -1 }", "baseline-scores: psds1 = -1 must be a number more than zero"),
     ],
