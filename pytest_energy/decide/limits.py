@@ -89,10 +89,10 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
         return None
     normalization = cap_normalization(figures, limits)
     if limits.normalized_caps and normalization is None and figures.phase in NORMALIZED_PHASES:
-        why = (figures.normalization_refused or
-               "the baseline is being measured on another xdist worker; measure it once without -n (later runs reuse "
-               "the cached baseline)" if figures.normalization_refused or figures.baseline_on_other_worker else
-               "no baseline was measured before this test (mark the reference workload with @pytest.mark.energy_baseline)")
+        why = figures.normalization_refused or (
+            "the baseline is being measured on another xdist worker; measure it once without -n (later runs reuse "
+            "the cached baseline)" if figures.baseline_on_other_worker else
+            "no baseline was measured before this test (mark the reference workload with @pytest.mark.energy_baseline)")
         return CapFailure(f"cannot enforce a normalised cap: {why}", "unmeasured")
     total = trusted_total(measurement)
     if measurement is None or total is None:
