@@ -70,6 +70,8 @@ def parse_energy(text: str) -> float:
     joules = value * _joules_per(value, unit, text, hint)
     if not math.isfinite(joules) or joules < 0:
         raise QuantityError(f"invalid energy {text!r}: must be finite and not negative; {hint}")
+    if joules == 0 and value != 0:
+        raise QuantityError(f"invalid energy {text!r}: too small to tell from zero; {hint}")
     return joules
 
 

@@ -157,7 +157,7 @@ def test_milli_and_mega_are_told_apart_by_their_si_case(text: str, joules: float
     assert parse_energy(text) == pytest.approx(joules)
 
 
-@pytest.mark.parametrize("text", ["1e-400J", "1e-400 kWh", "0.1e-330 Wh"])
+@pytest.mark.parametrize("text", ["1e-400J", "1e-400 kWh", "0.1e-330 Wh", "5e-324 mJ"])
 def test_an_energy_too_small_for_a_float_is_refused_not_read_as_zero(text: str) -> None:
     with pytest.raises(QuantityError, match="too small to tell from zero"):
         parse_energy(text)
