@@ -275,3 +275,10 @@ def test_an_unmeasured_test_under_a_session_cap_fails(run_energy: Callable[..., 
     run.result.assert_outcomes(failed=1)
     entry = run.entry("test_spends")
     assert entry["verdict"] == "unmeasured" and entry["verdict_message"].startswith("cannot enforce session cap 30.0 J")
+
+
+def test_a_regression_just_over_its_limit_reads_over_it() -> None:
+    """Before: "energy 5.00 J grew +0.0% over 5.00 J (limit +0%)"."""
+    stored = StoredRun(Path("run.json"), HERE, {NODEID: {"nodeid": NODEID, "outcome": "passed", "energy_j": 5.0}})
+    [failure] = check(Figures(NODEID, one_reading(5.0001), fingerprint=HERE), Limits(regression=0.0, stored=stored))
+    assert failure.message.startswith("energy 5.0001 J grew +0.002% over 5.0000 J in run.json (limit +0%)")

@@ -180,9 +180,10 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
             return None
         return CapFailure(f"cannot compare with {stored.path.name}: {kind} {format_energy(now, limits.unit)} is only a "
                           f"lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "regression")
+    shown_now, shown_before = format_energies_apart(now, before, limits.unit)
     return CapFailure(
-        f"{kind} {format_energy(now, limits.unit)} grew {_growth(growth, limits.regression)} over "
-        f"{format_energy(before, limits.unit)} in {stored.path.name} (limit +{limits.regression * 100:g}%)",
+        f"{kind} {shown_now} grew {_growth(growth, limits.regression)} over {shown_before} in {stored.path.name} "
+        f"(limit +{limits.regression * 100:g}%)",
         "regression",
         "regression",
     )
