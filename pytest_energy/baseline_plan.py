@@ -92,7 +92,7 @@ class BaselinePlan:
                                   two_point, fingerprint)
             if target.entry is not None:
                 reused.append((item, target))
-        if reused and len(reused) == len(self.targets) and self._refuse_fit() is not None:
+        if reused and len(reused) == len(self.targets) and self.normalization() is None and self.refused:
             self.warnings.append(f"baseline: cached two-point baseline gives no fit ({self.refused}); measuring both again")
             for target in self.targets:
                 target.entry, target.source, target.message = None, "", "cached entry discarded: it gave no fit"
@@ -173,15 +173,8 @@ class BaselinePlan:
         return dataclasses.replace(normalization, caveat=f"the baseline {', '.join(contended)} was measured while other "
                                    "work was measured on this machine (measure it alone to trust normalised figures)")
 
-    def _refuse_fit(self, error: Optional[ValueError] = None) -> Optional[str]:
-        """Say why the targets' energies give no normalisation (checking it when ``error`` is None) and
-        remove their cache entries; None when they do give one."""
-        if error is None:
-            try:
-                Normalization.from_points(tuple((t.entry.energy_j, t.reference_j) for t in self.targets))  # type: ignore[union-attr]
-                return None
-            except ValueError as exc:
-                error = exc
+    def _refuse_fit(self, error: ValueError) -> None:
+        """Say why the targets' energies give no normalisation, and remove their cache entries."""
         for target in self.targets:
             try:
                 if target.entry is not None:
@@ -190,7 +183,6 @@ class BaselinePlan:
                 pass  # the refusal stands; a later run refuses the same entries again
         reason = str(error).replace(f"{self.settings.normalization} normalisation: ", "", 1)
         self.refused = f"{self.settings.normalization} normalisation refused: {reason}"
-        return self.refused
 
     def reuse_reason(self, target: BaselineTarget) -> str:
         entry = target.entry

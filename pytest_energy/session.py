@@ -420,8 +420,9 @@ class EnergySession:
 
     def _normalize(self) -> None:
         """The session's normalisation from its baseline, once known; a refused fit is said once."""
+        refused_before = self.baseline.refused
         self.normalization = self.baseline.normalization()
-        if self.baseline.refused:
+        if self.baseline.refused and self.baseline.refused != refused_before:
             self.notice(f"{self.baseline.refused}; no normalised figures this run, caps on them do not pass, and "
                         "nothing is cached")
 

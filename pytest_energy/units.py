@@ -161,8 +161,8 @@ def format_energies_apart(first_j: float, second_j: float, unit: Optional[str] =
     unit = unit or energy_unit(max(abs(first_j), abs(second_j)))
     shown = (format_energy(first_j, unit), format_energy(second_j, unit))
     for digits in range(4, 18):
-        if shown[0] != shown[1] or first_j == second_j:
-            break
+        if float(shown[0].split()[0]) != float(shown[1].split()[0]) or first_j == second_j:
+            break  # "1 J" and "1.00 J" read the same: it is the numbers that must differ
         shown = (format_energy(first_j, unit, digits), format_energy(second_j, unit, digits))
     return shown
 

@@ -12,7 +12,7 @@ import re
 from typing import Optional
 
 import hypothesis_profiles  # noqa: F401  (loads the bounded or the nightly profile)
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 
 from pytest_energy.units import (JOULES_PER_UNIT, QuantityError, format_count, format_energies_apart, format_energy,
                                  parse_count, parse_duration, parse_energy, parse_percentage)
@@ -52,12 +52,13 @@ def test_an_energy_in_its_chosen_unit_parses_back(joules: float) -> None:
     assert math.isclose(parse_energy(format_energy(joules)), joules, rel_tol=5e-3)
 
 
+@example(0.99999, 4.5527945954288275e-05, None)  # "1.00 J" and "1 J": different strings, one value
 @given(ENERGIES, st.floats(min_value=-1e-3, max_value=1e-3), st.one_of(st.none(), UNITS))
 def test_a_figure_and_a_cap_that_differ_never_read_the_same(cap_j: float, offset: float, unit: Optional[str]) -> None:
     figure_j = cap_j * (1 + offset)
     assume(figure_j != cap_j)
     figure, cap = format_energies_apart(figure_j, cap_j, unit)
-    assert figure != cap
+    assert parse_energy(figure) != parse_energy(cap)
     assert (parse_energy(figure) > parse_energy(cap)) == (figure_j > cap_j)
 
 
