@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .account.baseline_cache import BaselineCache, BaselineEntry
+from .account.baseline_cache import BaselineCache, BaselineCacheError, BaselineEntry
 from .account.normalize import Normalization
 from .config import ConfigError, Settings, parse_marker_cap
 from .units import format_energy
@@ -59,6 +59,7 @@ class BaselinePlan:
         self.cache_dir = Path()
         self.targets: List[BaselineTarget] = []
         self.warnings: List[str] = []
+        self.refused: Optional[str] = None  # why the measured energies give no normalisation, once they are known
 
     @property
     def active(self) -> bool:
@@ -91,6 +92,11 @@ class BaselinePlan:
                                   two_point, fingerprint)
             if target.entry is not None:
                 reused.append((item, target))
+        if reused and len(reused) == len(self.targets) and self.normalization() is None and self.refused:
+            self.warnings.append(f"baseline: cached two-point baseline gives no fit ({self.refused}); measuring both again")
+            for target in self.targets:
+                target.entry, target.source, target.message = None, "", "cached entry discarded: it gave no fit"
+            self.refused, reused = None, []
         if not baseline_items and not two_point:
             self._target(None, self.settings.reference.reference_energy_j, False, fingerprint)
         measured_first = [item for item in baseline_items if item not in [pair[0] for pair in reused]]
@@ -148,10 +154,35 @@ class BaselinePlan:
         return entry.spread_warning
 
     def normalization(self) -> Optional[Normalization]:
-        """The normalisation once every target has an energy and a reference energy; else None."""
+        """The normalisation once every target has an energy and a reference energy; else None.
+
+        Energies that give no fit (two-point: the larger workload costs less on one machine) give
+        None, ``refused`` says why, and their cache entries are removed so no later run reuses them.
+        A baseline measured beside other work gives a normalisation whose ``caveat`` says so.
+        """
         if not self.active or not self.targets or any(t.entry is None or t.reference_j is None for t in self.targets):
             return None
-        return Normalization.from_points(tuple((t.entry.energy_j, t.reference_j) for t in self.targets))  # type: ignore[union-attr]
+        try:
+            normalization = Normalization.from_points(tuple((t.entry.energy_j, t.reference_j) for t in self.targets))  # type: ignore[union-attr]
+        except ValueError as exc:
+            self._refuse_fit(exc)
+            return None
+        contended = [target.nodeid for target in self.targets if target.source == "contended"]
+        if not contended:
+            return normalization
+        return dataclasses.replace(normalization, caveat=f"the baseline {', '.join(contended)} was measured while other "
+                                   "work was measured on this machine (measure it alone to trust normalised figures)")
+
+    def _refuse_fit(self, error: ValueError) -> None:
+        """Say why the targets' energies give no normalisation, and remove their cache entries."""
+        for target in self.targets:
+            try:
+                if target.entry is not None:
+                    target.cache.clear(target.entry.fingerprint)
+            except (BaselineCacheError, OSError):
+                pass  # the refusal stands; a later run refuses the same entries again
+        reason = str(error).replace(f"{self.settings.normalization} normalisation: ", "", 1)
+        self.refused = f"{self.settings.normalization} normalisation refused: {reason}"
 
     def reuse_reason(self, target: BaselineTarget) -> str:
         entry = target.entry

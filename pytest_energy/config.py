@@ -72,6 +72,17 @@ def _positive(value: Any) -> float:
     return number
 
 
+def _within(parse: Callable[[Any], float], low: float, high: float, unit: str) -> Callable[[Any], float]:
+    """``parse``, refusing a value outside ``[low, high]`` with the range (a 10^20 Hz sampler is a typo)."""
+    def bounded(value: Any) -> float:
+        number = parse(value)
+        if not low <= number <= high:
+            raise ValueError(f"{shown(value)} is out of range: allowed {low:g} to {high:g}{unit}")
+        return number
+
+    return bounded
+
+
 def _count_at_least_one(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
         raise ValueError(f"expected a whole number of at least 1, got {shown(value)}")
@@ -93,6 +104,8 @@ def _duration(value: Any) -> float:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {shown(value)}")
+    if not value.strip():
+        raise ValueError(f"expected a path or name, got only white space {shown(value)}")
     return value
 
 
@@ -124,17 +137,18 @@ OPTIONS: List[Option] = [
     Option("json", "write the JSON energy report to this path", _text),
     Option("all", "measure every test, not only marked ones", _bool, False, flag=True),
     Option("unit", "unit of energies in the terminal: " + "|".join(DISPLAY_UNITS), _choice(DISPLAY_UNITS), "auto"),
-    Option("sampling-hz", "power sampling rate where no energy counter exists (Hz)", _positive, 10.0),
+    Option("sampling-hz", "power sampling rate where no energy counter exists (Hz)", _within(_positive, 0.01, 1000, " Hz"), 10.0),
     Option("cap-mode", "fail: a test over its cap fails; warn: it is reported, not failed", _choice(CAP_MODES), "fail"),
     Option("session-cap", "cap on the whole session's measured energy; tests left once it is crossed are skipped", _energy),
-    Option("check-interval", "seconds between live cap checks while a capped test runs", _positive, 0.5),
+    Option("check-interval", "seconds between live cap checks while a capped test runs", _within(_positive, 0.001, 3600, " s"),
+           0.5),
     Option("autosave", "store this run's report under the storage directory", _bool, False, flag=True),
     Option("compare", "compare with the latest stored run, or the one named", _text, const="latest"),
     Option("compare-fail", "fail a test whose energy grew by more than this over the compared run, e.g. 10%", parse_percentage),
     Option("storage", "directory of stored runs", _text, ".energy"),
     Option("baseline-mode", "use: reuse the cached baseline; refresh: measure it again; off: no normalisation",
            _choice(BASELINE_MODES), "use", name="baseline"),
-    Option("baseline-repeats", "run the baseline test this many times and use the mean", _count_at_least_one, 1),
+    Option("baseline-repeats", "run the baseline test this many times and use the mean", _within(_count_at_least_one, 1, 100, ""), 1),
     Option("baseline-max-age", "re-measure a cached baseline older than this, e.g. 30d", _duration),
     Option("normalized", "energy caps compare normalised energy (needs a baseline)", _bool, False, flag=True),
     Option("preset", "reference values of a challenge: " + "|".join(PRESETS), _choice(tuple(PRESETS))),
@@ -236,6 +250,9 @@ def build_settings(
             (None if option.key == "cap" else pyproject.get(option.key), f"{source} [tool.pytest-energy] key {option.key!r}"),
             (ini.get(option.dest), f"ini key {option.dest!r}"),
         ]
+        for value, where in layers[1:]:  # an empty ini key stays unset: pytest < 8 reports an absent one as ""
+            if isinstance(value, str) and not value.strip() and (value or where.startswith(source)):
+                raise ConfigError(f"{where} is empty: give it a value or remove the key")
         raw, where = next(((value, where) for value, where in layers if value not in (None, "")), (None, ""))
         try:
             values[option.key] = option.default if raw is None else option.parse(raw)
@@ -255,7 +272,7 @@ def build_settings(
     except (QuantityError, ValueError) as exc:
         raise ConfigError(f"{source} [tool.pytest-energy]: {exc}") from None
     baseline = pyproject.get("baseline")
-    if baseline is not None and not isinstance(baseline, str):
+    if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
         raise ConfigError(f"{source} [tool.pytest-energy] key 'baseline': expected a test id such as "
                           f"\"tests/test_baseline.py::test_ten_epochs\", got {baseline!r}")
     return Settings(

@@ -205,7 +205,7 @@ class EnergySession:
             return []
         for warning in self.baseline.warnings:
             self.notice(warning)
-        self.normalization = self.baseline.normalization()
+        self._normalize()
         return [(item, self.baseline.reuse_reason(target)) for item, target in reused]
 
     def session_cap_reached(self) -> Optional[str]:
@@ -344,6 +344,7 @@ class EnergySession:
             cap_j=state.cap_j,
             normalization=self.normalization,
             baseline_on_other_worker=self.is_worker and any(target.entry is None for target in self.baseline.targets),
+            normalization_refused=self.baseline.refused,
             session_left_j=state.session_left_j,
             complexity=state.extra,
             fingerprint=self.environment.get("fingerprint"),
@@ -446,8 +447,16 @@ class EnergySession:
                                 "session) to cache it")
                 if spread:
                     self.notice(spread)
-                self.normalization = self.baseline.normalization()
+                self._normalize()
         state.extra["baseline"] = target.to_json()
+
+    def _normalize(self) -> None:
+        """The session's normalisation from its baseline, once known; a refused fit is said once."""
+        refused_before = self.baseline.refused
+        self.normalization = self.baseline.normalization()
+        if self.baseline.refused and self.baseline.refused != refused_before:
+            self.notice(f"{self.baseline.refused}; no normalised figures this run, caps on them do not pass, and "
+                        "nothing is cached")
 
     def _baseline_contention(self, nodeid: str) -> Optional[str]:
         """What else measured on this machine while the baseline ``nodeid`` ran, if anything."""
@@ -548,7 +557,10 @@ class EnergySession:
         points = [(t["energy_j"], t["reference_j"]) for t in self._baseline_json if t.get("energy_j") and t.get("reference_j")]
         if not points or len(points) != len(self._baseline_json):
             return None
-        return Normalization.from_points(tuple(points))
+        try:  # points that give no fit were refused where they were measured
+            return Normalization.from_points(tuple(points))
+        except ValueError:
+            return None
 
     def accounted_records(self) -> List[Record]:
         """The records with the session's accounting (normalised energies, EW scores).

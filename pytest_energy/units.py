@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
-JOULES_PER_UNIT = {
-    "j": 1.0,
-    "kj": 1e3,
-    "mj": 1e6,
-    "wh": 3600.0,
-    "kwh": 3.6e6,
-    "mwh": 3.6e9,
-}
-ENERGY_UNITS = "J, kJ, MJ, Wh, kWh, MWh"
-COUNT_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+JOULES_PER_UNIT = {"mJ": 1e-3, "J": 1.0, "kJ": 1e3, "MJ": 1e6, "mWh": 3.6, "Wh": 3600.0, "kWh": 3.6e6, "MWh": 3.6e9}
+ENERGY_UNITS = "mJ, J, kJ, MJ, mWh, Wh, kWh, MWh"
+_PREFIXES = {"m": 1e-3, "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}  # K: not SI, but it can only mean kilo
+_ENERGY_BASES = {"J": 1.0, "Wh": 3600.0}
+COUNT_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}  # case-blind: a count has no milli
 COUNT_FORMS = "a number with an optional SI suffix K, M, G or T (e.g. 20G, 17.4M, 1.2e9)"
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*({_NUMBER}|[+-]?(?:inf|nan)\w*)\s*([a-zA-Z]*)\s*$", re.IGNORECASE)
+_QUANTITY = re.compile(rf"^\s*({_NUMBER}|[+-]?(?:inf|nan)\w*)\s*([a-zA-Z]*)\s*$", re.IGNORECASE | re.ASCII)
 _POWER_UNITS = {"w", "kw", "mw", "gw"}
 
 
@@ -32,6 +27,7 @@ class QuantityError(ValueError):
 
 
 def _split(text: str, what: str, hint: str) -> tuple[float, str]:
+    """The number and the unit as written (case kept); a number too small for a float is refused, not read as 0."""
     match = _QUANTITY.match(str(text))
     if not match:
         raise QuantityError(f"invalid {what} {text!r}; {hint}")
@@ -39,55 +35,88 @@ def _split(text: str, what: str, hint: str) -> tuple[float, str]:
         value = float(match.group(1))
     except ValueError:
         raise QuantityError(f"invalid {what} {text!r}: not a number; {hint}") from None
-    return value, match.group(2).lower()
+    if value == 0 and re.search(r"[1-9]", match.group(1).lower().split("e")[0]):
+        raise QuantityError(f"invalid {what} {text!r}: too small to tell from zero; {hint}")
+    return value, match.group(2)
+
+
+def _joules_per(value: float, unit: str, text: str, hint: str) -> float:
+    """Joules in one ``unit`` as written: SI case decides m (milli) from M (mega); a unit written
+    without SI case (``mwh``, ``MWH``, ``mj``) is read only where that cannot change its meaning."""
+    for base, joules in _ENERGY_BASES.items():
+        prefix = unit[: len(unit) - len(base)]
+        if unit[len(prefix):].lower() != base.lower() or prefix not in _PREFIXES:
+            continue
+        if unit.endswith(base) or prefix.lower() not in ("m",):
+            return _PREFIXES[prefix] * joules
+        raise QuantityError(
+            f"ambiguous energy {text!r}: write {value:g}m{base} for {value * 1e-3 * joules:g} J (milli) "
+            f"or {value:g}M{base} for {value * 1e6 * joules:g} J (mega)"
+        )
+    if unit.lower() in _POWER_UNITS:
+        raise QuantityError(f"invalid energy {text!r}: {unit!r} is a unit of power, not energy; {hint}")
+    reason = "no unit" if not unit else f"unknown unit {unit!r}"
+    raise QuantityError(f"invalid energy {text!r}: {reason}; {hint}")
 
 
 def parse_energy(text: str) -> float:
-    """Return the joules in an energy string such as ``2kWh``, ``2 kwh`` or ``7.2e6J``."""
+    """Return the joules in an energy string such as ``2kWh``, ``2 kwh``, ``500mJ`` or ``7.2e6J``.
+
+    Case matters where SI gives it meaning: ``mJ``/``mWh`` are milli, ``MJ``/``MWh`` mega;
+    ``mwh`` or ``MWH`` could be either and is refused with both readings.
+    """
     hint = f"write a number with an energy unit: {ENERGY_UNITS} (e.g. 2kWh)"
     value, unit = _split(text, "energy", hint)
-    if unit in _POWER_UNITS:
-        raise QuantityError(f"invalid energy {text!r}: {unit!r} is a unit of power, not energy; {hint}")
-    if unit not in JOULES_PER_UNIT:
-        reason = "no unit" if not unit else f"unknown unit {unit!r}"
-        raise QuantityError(f"invalid energy {text!r}: {reason}; {hint}")
-    joules = value * JOULES_PER_UNIT[unit]
+    joules = value * _joules_per(value, unit, text, hint)
     if not math.isfinite(joules) or joules < 0:
         raise QuantityError(f"invalid energy {text!r}: must be finite and not negative; {hint}")
+    if joules == 0 and value != 0:
+        raise QuantityError(f"invalid energy {text!r}: too small to tell from zero; {hint}")
     return joules
 
 
 def parse_count(text: str | float | int) -> float:
-    """Return the number in a count such as ``20G``, ``17.4M``, ``912M`` or ``1.2e9``."""
+    """Return the number in a count such as ``20G``, ``17.4M``, ``912M``, ``125m`` or ``1.2e9``.
+
+    Suffixes are case-blind: a count of MACs or parameters has no milli, so ``125m`` is
+    125 million, as model names write it (``opt-125m``).
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value, suffix = float(text), ""
     else:
         value, suffix = _split(str(text), "count", f"write {COUNT_FORMS}")
-    if suffix not in COUNT_SUFFIXES:
-        raise QuantityError(f"invalid count {text!r}: unknown suffix {suffix!r}; write {COUNT_FORMS}")
-    count = value * COUNT_SUFFIXES[suffix]
+    if suffix.lower() not in COUNT_SUFFIXES:
+        raise QuantityError(f"invalid count {text!r}: unknown suffix {suffix.lower()!r}; write {COUNT_FORMS}")
+    count = value * COUNT_SUFFIXES[suffix.lower()]
     if not math.isfinite(count) or count < 0:
         raise QuantityError(f"invalid count {text!r}: must be finite and not negative; write {COUNT_FORMS}")
     return count
 
 
-SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}  # m: minutes, as in Go and systemd
+DURATION_FORMS = "a number with s, min (or m), h or d (e.g. 30d)"
 
 
 def parse_duration(text: str) -> float:
-    """Return the seconds in a duration such as ``30d``, ``12h``, ``90min`` or ``3600s``."""
-    hint = "write a number with s, min, h or d (e.g. 30d)"
+    """Return the seconds in a duration such as ``30d``, ``12h``, ``90min`` or ``3600s``.
+
+    ``m`` is minutes (a duration has no milli- or metre reading); ``M`` could be months or
+    minutes and is refused.
+    """
+    hint = f"write {DURATION_FORMS}"
     value, unit = _split(str(text), "duration", hint)
-    if unit not in SECONDS_PER_UNIT:
+    if unit == "M":
+        raise QuantityError(f"ambiguous duration {text!r}: M could be minutes or months; write min for minutes or d for days")
+    if unit.lower() not in SECONDS_PER_UNIT:
         raise QuantityError(f"invalid duration {text!r}: {hint}")
-    seconds = value * SECONDS_PER_UNIT[unit]
+    seconds = value * SECONDS_PER_UNIT[unit.lower()]
     if not math.isfinite(seconds) or seconds <= 0:
         raise QuantityError(f"invalid duration {text!r}: must be finite and more than zero")
     return seconds
 
 
 def joules_to_kwh(joules: float) -> float:
-    return joules / JOULES_PER_UNIT["kwh"]
+    return joules / JOULES_PER_UNIT["kWh"]
 
 
 def energy_unit(joules: Optional[float]) -> str:
@@ -101,27 +130,41 @@ def common_energy_unit(energies: Iterable[Optional[float]], unit: Optional[str] 
     return unit or energy_unit(max((abs(joules) for joules in energies if joules is not None), default=0.0))
 
 
+_PERCENTAGE = re.compile(rf"^\s*({_NUMBER})\s*%\s*$", re.ASCII)
+
+
 def parse_percentage(text: str) -> float:
     """``"10%"`` -> 0.10; the percent sign is required so ``10`` is not read as 1000 %."""
-    value = str(text).strip()
-    if not value.endswith("%"):
-        raise ValueError(f"expected a percentage such as 10%, got {text!r}")
-    try:
-        number = float(value[:-1])
-    except ValueError:
-        raise ValueError(f"expected a percentage such as 10%, got {text!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise ValueError(f"expected a percentage of 0% or more, got {text!r}")
+    hint = "expected a percentage such as 10%"
+    match = _PERCENTAGE.match(str(text))
+    if not match:
+        raise QuantityError(f"{hint}, got {text!r}")
+    number = _split(match.group(1), "percentage", hint)[0]
+    if not number >= 0 or not math.isfinite(number):
+        raise QuantityError(f"expected a finite percentage of 0% or more, got {text!r}")
     return number / 100
 
 
-def format_energy(joules: Optional[float], unit: Optional[str] = None) -> str:
-    """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size."""
+def format_energy(joules: Optional[float], unit: Optional[str] = None, digits: Optional[int] = None) -> str:
+    """Format joules for reading: ``unit`` if given, else J, Wh or kWh by size; ``digits`` significant
+    digits if given, else three."""
     if joules is None:
         return "unmeasured"
     unit = unit or energy_unit(joules)
-    factor = JOULES_PER_UNIT[unit.lower()]
-    return f"{_significant(joules / factor)} {unit}"
+    value = joules / JOULES_PER_UNIT[unit]
+    return f"{_significant(value) if digits is None else f'{value:#.{digits}g}'} {unit}"
+
+
+def format_energies_apart(first_j: float, second_j: float, unit: Optional[str] = None) -> Tuple[str, str]:
+    """Two energies in one unit, with enough digits that unequal ones read differently (a figure
+    just over its cap never shows as equal to it)."""
+    unit = unit or energy_unit(max(abs(first_j), abs(second_j)))
+    shown = (format_energy(first_j, unit), format_energy(second_j, unit))
+    for digits in range(4, 18):
+        if float(shown[0].split()[0]) != float(shown[1].split()[0]) or first_j == second_j:
+            break  # "1 J" and "1.00 J" read the same: it is the numbers that must differ
+        shown = (format_energy(first_j, unit, digits), format_energy(second_j, unit, digits))
+    return shown
 
 
 def format_count(count: Optional[float]) -> str:

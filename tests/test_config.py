@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-from pytest_energy.config import (OPTIONS, ConfigError, EnergyMarker, Settings, build_settings, parse_baseline_marker,
+from pytest_energy.config import (OPTIONS, PYPROJECT_ONLY, ConfigError, EnergyMarker, Settings, build_settings, parse_baseline_marker,
                                   parse_energy_marker, parse_marker_cap, shown)
 
 KJ = 1e3
@@ -116,7 +116,7 @@ def test_bad_pyproject_values_name_the_key_and_the_file(pyproject: Dict[str, Any
 
 
 def test_bad_cli_cap_names_the_value_and_the_units() -> None:
-    with pytest.raises(ConfigError, match=r"--energy-cap.*'2kW'.*unit of power.*J, kJ, MJ, Wh, kWh, MWh"):
+    with pytest.raises(ConfigError, match=r"--energy-cap.*'2kW'.*unit of power.*mJ, J, kJ, MJ, mWh, Wh, kWh, MWh"):
         settings(cli={"energy_cap": "2kW"})
 
 
@@ -193,7 +193,7 @@ def test_bad_cli_cap_is_a_usage_error_naming_the_value_and_units(pytester: pytes
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = usage_error_lines(result)
     assert "'2kW'" in line
-    assert "J, kJ, MJ, Wh, kWh, MWh" in line
+    assert "mJ, J, kJ, MJ, mWh, Wh, kWh, MWh" in line
 
 
 def test_malformed_pyproject_is_a_usage_error_naming_the_file(pytester: pytest.Pytester) -> None:
@@ -362,7 +362,7 @@ def test_energy_marker_arguments_are_parsed() -> None:
 
 BAD_MARKERS = [
     ('energy(phase="bogus")', "energy marker phase must be 'train' or 'test', got 'bogus'"),
-    ('energy(cap="2kW")', "energy marker cap: invalid energy '2kW': 'kw' is a unit of power"),
+    ('energy(cap="2kW")', "energy marker cap: invalid energy '2kW': 'kW' is a unit of power"),
     ("energy(cap=5)", "energy marker cap: expected an energy string such as \"2kWh\""),
     ('energy(phse="train")', "energy marker has no argument 'phse' (its arguments: phase, cap, system"),
     ('energy("train")', "energy marker takes keyword arguments only"),
@@ -427,3 +427,57 @@ def test_bad_marker_under_xdist_is_a_usage_error_too(pytester: pytest.Pytester) 
     assert "ERROR: pytest-energy: test_markers.py::test_bad: energy marker phase must be 'train' or 'test', got 'bogus'" in (
         result.errlines + result.outlines)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+# -- every key: empty, blank and absurd values are usage errors (issue 19, guarantee 10) -------------
+
+PYPROJECT_KEYS = sorted({option.key for option in OPTIONS} | PYPROJECT_ONLY - {"metadata", "baseline-scores"})
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"], ids=["empty", "space", "tab"])
+@pytest.mark.parametrize("key", PYPROJECT_KEYS)
+def test_an_empty_or_blank_pyproject_key_is_refused_naming_it(key: str, blank: str) -> None:
+    """Before, ``session-cap = ""`` silently meant "no session cap" (and ``json = " "`` wrote a file named " ")."""
+    with pytest.raises(ConfigError) as raised:
+        settings(pyproject={key: blank})
+    message = str(raised.value)
+    assert (f"key {key!r}" in message or f"{key}: " in message) and "\n" not in message, message
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.dest)
+def test_a_blank_ini_key_is_refused_naming_it(option: Any) -> None:
+    """An empty one stays unset (``test_an_empty_ini_key_still_means_unset``): pytest < 8 gives "" for an absent key."""
+    with pytest.raises(ConfigError, match=rf"^ini key '{option.dest}' is empty: give it a value or remove the key$"):
+        settings(ini={option.dest: "  "})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [("baseline-repeats", 10**20, "allowed 1 to 100"), ("baseline-repeats", 101, "allowed 1 to 100"),
+     ("sampling-hz", 1e20, "allowed 0.01 to 1000 Hz"), ("sampling-hz", 0.001, "allowed 0.01 to 1000 Hz"),
+     ("check-interval", 1e20, "allowed 0.001 to 3600 s"), ("check-interval", 1e-9, "allowed 0.001 to 3600 s")],
+)
+def test_an_absurd_number_is_refused_naming_the_key_and_the_range(key: str, value: Any, allowed: str) -> None:
+    """Before, ``baseline-repeats = 10^20`` was accepted (the baseline would run forever)."""
+    for layers in ({"pyproject": {key: value}}, {"cli": {OPTION_BY_KEY[key].dest: str(value)}}):
+        with pytest.raises(ConfigError) as raised:
+            settings(**layers)
+        message = str(raised.value)
+        assert key in message and allowed in message and "out of range" in message, message
+
+
+OPTION_BY_KEY = {option.key: option for option in OPTIONS}
+
+
+@pytest.mark.parametrize(("key", "value"), [("baseline-repeats", 100), ("sampling-hz", 1000), ("check-interval", 0.001)])
+def test_the_ends_of_each_range_are_accepted(key: str, value: Any) -> None:
+    settings(pyproject={key: value})
+
+
+def test_an_empty_pyproject_key_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MARKED_TESTS)
+    pytester.makefile(".toml", pyproject='[tool.pytest-energy]\nmeter = "none"\nsession-cap = ""\n')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert "key 'session-cap' is empty: give it a value or remove the key" in line

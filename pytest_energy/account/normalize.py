@@ -77,6 +77,7 @@ class Normalization:
     factor: Optional[float] = None  # one-point
     fit: Optional[TwoPointFit] = None  # two-point
     points: Tuple[EnergyPair, ...] = ()  # the (local_j, reference_j) it was built from
+    caveat: str = ""  # why its figures cannot decide a verdict (a baseline measured beside other work)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -98,10 +99,17 @@ class Normalization:
         points = ((float(first[0]), float(first[1])), (float(second[0]), float(second[1])))
         return cls(rule="two-point", fit=fit, points=points)
 
-    def normalize(self, energy_j: float) -> float:
-        if self.fit is not None:
-            return self.fit.normalize(energy_j)
-        return energy_j * self.factor  # type: ignore[operator]
+    def normalize(self, energy_j: float) -> Optional[float]:
+        """``energy_j`` on the reference machine; None where that is not more than zero (below a
+        two-point line's zero), since an energy is never negative: zero only from zero."""
+        value = self.fit.normalize(energy_j) if self.fit is not None else energy_j * self.factor  # type: ignore[operator]
+        return value if value > 0 or value == energy_j == 0 else None
+
+    def why_not_normalized(self, energy_j: float) -> str:
+        """Why ``normalize(energy_j)`` is None, in one clause."""
+        fit = self.fit
+        line = "" if fit is None else f" (E_ref = {fit.a:.4g} E_local {'+' if fit.b >= 0 else '-'} {abs(fit.b):.4g} J)"
+        return f"the {self.rule} normalisation gives no energy more than zero for {energy_j:.4g} J here{line}"
 
     def local_energy_for(self, normalized_j: float) -> float:
         """The local energy that normalises to ``normalized_j`` (to enforce a normalised cap live)."""

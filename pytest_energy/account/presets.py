@@ -21,7 +21,7 @@ REFERENCE_KEYS = ENERGY_KEYS + (SCORES_KEY,)
 
 
 def _kwh(value: float) -> float:
-    return value * JOULES_PER_UNIT["kwh"]
+    return value * JOULES_PER_UNIT["kWh"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,12 +10,13 @@ stop, the final verdict and every report.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS, Measurement
 from ..store.runs import StoredRun
-from ..units import format_count, format_energy
+from ..units import format_count, format_energies_apart, format_energy
 
 NORMALIZED_PHASES = ("train", "test")  # the phases a normalised cap applies to (not the baseline's own)
 ENERGY_LIMITS = ("cap", "session cap", "regression")  # the limits that give a test's energy verdict
@@ -44,6 +45,7 @@ class Figures:
     cap_j: Optional[float] = None
     normalization: Optional[Normalization] = None  # the session's, once its baseline is known
     baseline_on_other_worker: bool = False  # why there is no normalisation yet (under xdist)
+    normalization_refused: Optional[str] = None  # why the baseline's energies give no normalisation
     session_left_j: Optional[float] = None  # what was left of the session cap when the test started
     complexity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "macs", "params"
     fingerprint: Optional[str] = None  # this machine's, for the regression gate
@@ -78,46 +80,61 @@ def cap_normalization(figures: Figures, limits: Limits) -> Optional[Normalizatio
 def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The test's energy (normalised with ``--energy-normalized``) against its cap.
 
-    A figure that is only a lower bound (see ``lower_bound_reasons``) never passes: under the
-    cap it is "lower-bound".
+    A figure that is only a lower bound (see ``lower_bound_reasons``, and a normalisation with
+    a caveat) never passes: under the cap it is "lower-bound"; one with no trustworthy figure
+    (none measured, an invalid reading, no normalised figure) is "unmeasured".
     """
     cap_j, unit, measurement = figures.cap_j, limits.unit, figures.measurement
     if cap_j is None:
         return None
     normalization = cap_normalization(figures, limits)
     if limits.normalized_caps and normalization is None and figures.phase in NORMALIZED_PHASES:
-        why = ("the baseline is being measured on another xdist worker; measure it once without -n (later runs reuse "
-               "the cached baseline)" if figures.baseline_on_other_worker else
-               "no baseline was measured before this test (mark the reference workload with @pytest.mark.energy_baseline)")
+        why = figures.normalization_refused or (
+            "the baseline is being measured on another xdist worker; measure it once without -n (later runs reuse "
+            "the cached baseline)" if figures.baseline_on_other_worker else
+            "no baseline was measured before this test (mark the reference workload with @pytest.mark.energy_baseline)")
         return CapFailure(f"cannot enforce a normalised cap: {why}", "unmeasured")
-    total = figures.energy_j
+    total = trusted_total(measurement)
     if measurement is None or total is None:
-        why = "; ".join(dict.fromkeys(r.note for r in measurement.readings if r.note)) if measurement else "test was not measured"
-        return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: no meter measured this test ({why})", "unmeasured")
+        return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: {unmeasured_reason(measurement)}", "unmeasured")
     compared, what = (total, "energy") if normalization is None else (normalization.normalize(total), "normalised energy")
-    lost = "; ".join(lower_bound_reasons(measurement))
+    if compared is None:
+        why = normalization.why_not_normalized(total)  # type: ignore[union-attr]
+        return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: {why}", "unmeasured")
+    lost = "; ".join(lower_bound_reasons(measurement) + ([normalization.caveat] if normalization and normalization.caveat
+                                                         else []))
     details = ("" if normalization is None else f"raw {format_energy(total, unit)}: ") + split(measurement, unit)
+    figure, cap = format_energies_apart(compared, cap_j, unit)
     if compared > cap_j:
         at_least = f", and that is only a lower bound because {lost}" if lost else ""
-        return CapFailure(f"{what} {format_energy(compared, unit)} exceeds cap {format_energy(cap_j, unit)} ({details}){at_least}")
+        return CapFailure(f"{what} {figure} exceeds cap {cap} ({details}){at_least}")
     if lost:
-        return CapFailure(
-            f"cannot enforce cap {format_energy(cap_j, unit)}: {what} {format_energy(compared, unit)} is only a lower "
-            f"bound because {lost} ({details})",
-            "lower-bound",
-        )
+        return CapFailure(f"cannot enforce cap {cap}: {what} {figure} is only a lower bound because {lost} ({details})",
+                          "lower-bound")
     return None
 
 
 def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The test's energy against what was left of the session cap when it started."""
-    total, left_j = figures.energy_j, figures.session_left_j
-    if limits.session_cap_j is None or left_j is None or total is None or total <= left_j:
+    """The test's energy against what was left of the session cap when it started; a test without a
+    trustworthy figure (unmeasured, or only a lower bound under what was left) does not pass it."""
+    if limits.session_cap_j is None:
         return None
+    measurement, left_j, unit = figures.measurement, figures.session_left_j, limits.unit
+    total = trusted_total(measurement)
+    cap = format_energy(limits.session_cap_j, unit)
+    if total is None or left_j is None:
+        why = unmeasured_reason(measurement) if total is None else "what was left of it is unknown"
+        return CapFailure(f"cannot enforce session cap {cap}: {why}", "unmeasured", "session cap")
+    figure, left = format_energies_apart(total, left_j, unit)
+    lost = "; ".join(lower_bound_reasons(measurement))  # type: ignore[arg-type]
+    if total <= left_j:
+        if not lost:
+            return None
+        return CapFailure(f"cannot enforce session cap {cap}: energy {figure} is only a lower bound because {lost} "
+                          f"({split(measurement, unit)})", "lower-bound", "session cap")  # type: ignore[arg-type]
     return CapFailure(
-        f"energy {format_energy(total, limits.unit)} crosses what is left of the session cap "
-        f"{format_energy(left_j, limits.unit)} ({split(figures.measurement, limits.unit)}); "  # type: ignore[arg-type]
-        f"session cap {format_energy(limits.session_cap_j, limits.unit)}",
+        f"energy {figure} crosses what is left of the session cap {left} "
+        f"({split(measurement, unit)}); session cap {cap}",  # type: ignore[arg-type]
         limit="session cap",
     )
 
@@ -125,18 +142,25 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
 def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The test's energy grew by more than ``limits.regression`` over the stored run.
 
-    On the same hardware raw energies are compared; on other hardware, normalised ones.
+    On the same hardware raw energies are compared; on other hardware, normalised ones. A test
+    the stored run measured does not pass without a trustworthy figure on both sides.
     """
-    stored, energy_j = limits.stored, figures.energy_j
-    if stored is None or limits.regression is None or energy_j is None:
+    stored = limits.stored
+    if stored is None or limits.regression is None:
         return None
     previous = stored.tests.get(figures.nodeid)
-    if previous is None:
+    if previous is None or previous.get("outcome") == "skipped":
         return None
+    energy_j = trusted_total(figures.measurement)
+    if energy_j is None:
+        return CapFailure(f"cannot compare with {stored.path.name}: {unmeasured_reason(figures.measurement)}",
+                          "unmeasured", "regression")
+    lost = lower_bound_reasons(figures.measurement)  # type: ignore[arg-type]
     if figures.fingerprint == stored.fingerprint:
         now, before, kind = energy_j, previous.get("energy_j"), "energy"
     else:
-        normalized_j = figures.normalization.normalize(energy_j) if figures.normalization else None
+        normalization = figures.normalization
+        normalized_j = normalization.normalize(energy_j) if normalization else None
         now, before, kind = normalized_j, previous.get("energy_normalized_j"), "normalised energy"
         if now is None or before is None:
             return CapFailure(
@@ -146,21 +170,48 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
                 "not-comparable",
                 "regression",
             )
-    if not before:
-        return None
+        lost += [normalization.caveat] if normalization and normalization.caveat else []  # type: ignore[union-attr]
+    if not _positive_finite(before):
+        return CapFailure(f"cannot compare with {stored.path.name}: its {kind} for this test is {before!r}, not an "
+                          "energy more than zero", "not-comparable", "regression")
     growth = now / before - 1
     if growth <= limits.regression:
-        return None
+        if not lost:
+            return None
+        return CapFailure(f"cannot compare with {stored.path.name}: {kind} {format_energy(now, limits.unit)} is only a "
+                          f"lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "regression")
+    shown_now, shown_before = format_energies_apart(now, before, limits.unit)
     return CapFailure(
-        f"{kind} {format_energy(now, limits.unit)} grew {growth:+.1%} over {format_energy(before, limits.unit)} in "
-        f"{stored.path.name} (limit +{limits.regression * 100:g}%)",
+        f"{kind} {shown_now} grew {_growth(growth, limits.regression)} over {shown_before} in {stored.path.name} "
+        f"(limit +{limits.regression * 100:g}%)",
         "regression",
         "regression",
     )
 
 
-def _count_cap(what: str, cap: Optional[int], value: Any) -> Optional[CapFailure]:
-    if cap is None or value is None or value <= cap:
+def _growth(growth: float, limit: float) -> str:
+    """``growth`` as a percentage with enough digits to read above ``limit``."""
+    for digits in range(1, 16):
+        shown = f"{growth:+.{digits}%}"
+        if float(shown.rstrip("%")) / 100 > limit:
+            return shown
+    return f"{growth:+.15%}"
+
+
+def _positive_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _count_cap(what: str, cap: Optional[int], complexity: Mapping[str, Any], key: str) -> Optional[CapFailure]:
+    """A counted figure against its cap: nothing counted (no model), nothing to cap; a count that is
+    not a number of 0 or more never passes."""
+    value = complexity.get(key)
+    if cap is None or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return CapFailure(f"cannot enforce the {what} cap {format_count(cap)}: the count is {value!r}", "error",
+                          f"{what} cap")
+    if value <= cap:
         return None
     return CapFailure(f"{what} {format_count(value)} ({value:,}) exceed cap {format_count(cap)} ({cap:,})",
                       limit=f"{what} cap")
@@ -168,12 +219,12 @@ def _count_cap(what: str, cap: Optional[int], value: Any) -> Optional[CapFailure
 
 def macs_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The counted MACs against ``--energy-macs-cap`` (nothing counted: nothing to break)."""
-    return _count_cap("MACs", limits.macs_cap, figures.complexity.get("macs"))
+    return _count_cap("MACs", limits.macs_cap, figures.complexity, "macs")
 
 
 def params_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The counted parameters against ``--energy-params-cap``."""
-    return _count_cap("parameters", limits.params_cap, figures.complexity.get("params"))
+    return _count_cap("parameters", limits.params_cap, figures.complexity, "params")
 
 
 LIMITS: Tuple[Limit, ...] = (energy_cap, session_cap, regression, macs_cap, params_cap)
@@ -221,12 +272,37 @@ def lower_bound_reasons(measurement: Measurement) -> List[str]:
     """
     reasons = []
     for reading in measurement.readings:
+        if reading.joules is not None and not (math.isfinite(reading.joules) and reading.joules >= 0):
+            continue  # not a lower bound: no figure at all (see trusted_total)
         if reading.joules is None and reading.method != "unmeasured":
             why = reading.note or reading.partial or "unmeasured"
             reasons.append(why if why.startswith(reading.device) else f"{reading.device} {why}")
         elif reading.partial:
             reasons.append(reading.partial)
     return list(dict.fromkeys(reasons))
+
+
+def trusted_total(measurement: Optional[Measurement]) -> Optional[float]:
+    """The measurement's total, or None when there is none or a reading is not a finite energy of 0 or more."""
+    if measurement is None or any(r.joules is not None and not (math.isfinite(r.joules) and r.joules >= 0)
+                                  for r in measurement.readings):
+        return None
+    total = measurement.total_j
+    return total if total is not None and math.isfinite(total) else None
+
+
+def unmeasured_reason(measurement: Optional[Measurement]) -> str:
+    """Why ``trusted_total(measurement)`` is None, in one clause."""
+    if measurement is None:
+        return "no meter measured this test (test was not measured)"
+    invalid = [f"{r.device} gave {r.joules!r} J" for r in measurement.readings
+               if r.joules is not None and not (math.isfinite(r.joules) and r.joules >= 0)]
+    if invalid:
+        return f"a meter gave an invalid figure ({'; '.join(invalid)})"
+    if measurement.total_j is not None:
+        return f"the total {measurement.total_j!r} J is not finite"
+    notes = "; ".join(dict.fromkeys(r.note for r in measurement.readings if r.note))
+    return f"no meter measured this test ({notes})"
 
 
 def split(measurement: Measurement, unit: Optional[str] = None) -> str:

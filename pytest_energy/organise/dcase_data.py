@@ -83,4 +83,4 @@ def energy_kwh_to_j(value: object) -> Optional[float]:
     if _is_missing(value):
         return None
     kwh = float(value) if _is_number(value) else parse_score(value)  # type: ignore[arg-type]
-    return None if kwh is None else kwh * JOULES_PER_UNIT["kwh"]
+    return None if kwh is None else kwh * JOULES_PER_UNIT["kWh"]

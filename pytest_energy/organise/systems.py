@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from pytest_energy.units import JOULES_PER_UNIT
 
-KWH_J = JOULES_PER_UNIT["kwh"]
+KWH_J = JOULES_PER_UNIT["kWh"]
 
 
 @dataclass(frozen=True)
