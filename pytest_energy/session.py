@@ -26,6 +26,7 @@ from .config import ConfigError, EnergyMarker, Settings
 from .decide.limits import CapFailure, Figures, Limits, check, complexity_verdict, live_limit, verdict_of
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
+from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.watchdog import MainThreadStopper, Watchdog
@@ -72,6 +73,7 @@ class EnergySession:
         self._machine_lock: Any = None
         self._machine_shared = False  # another session held the machine lock when this one started measuring
         self._activity = Activity()
+        self._activity_failed = False  # the activity file was unusable once: not used again
         self._baseline_marks: Dict[str, Optional[ActivityMark]] = {}
         self._session_total = SharedTotal(Path(session_total)) if session_total else None
         self._session_total_sent_j = 0.0  # how much of this worker's energy is in the shared total
@@ -259,11 +261,19 @@ class EnergySession:
         return self._stop_message is not None and message == self._stop_message
 
     def _activity_call(self, action: Any, *args: Any) -> Any:
-        """``action(*args)`` on the machine's activity file; None (and a notice) when the file is unusable."""
+        """``action(*args)`` on the machine's activity file; None when the file is unusable.
+
+        The first failure (a lock held by a stuck process costs ``LOCK_WAIT_S``) gives a notice
+        and ends the file's use for the session: no later test waits for it again.
+        """
+        if self._activity_failed:
+            return None
         try:
             return action(*args)
         except OSError as exc:
-            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc})")
+            self._activity_failed = True
+            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc}); "
+                        "not tried again this session, so a baseline measured beside other work may be cached")
             return None
 
     def _register_window(self) -> Optional[str]:
@@ -468,7 +478,14 @@ class EnergySession:
 
     # -- the session's end -------------------------------------------------------------------
     def finish(self) -> None:
-        """Record a test interrupted in its call phase; on the controller write the JSON report and store the run."""
+        """Record a test interrupted in its call phase; on the controller write the JSON report and store the run.
+
+        Ctrl-C or SIGTERM arriving meanwhile takes effect once the reports are written.
+        """
+        with signals_deferred():
+            self._finish()
+
+    def _finish(self) -> None:
         if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
             nodeid, location, state = self._running
             if state.measurement is None and state.window is not None:
@@ -495,7 +512,8 @@ class EnergySession:
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
         if self._checkpoints is not None:
-            self._checkpoints.flush()
+            with signals_deferred():
+                self._checkpoints.flush()
 
     def close(self) -> None:
         if self._checkpoints is not None:
@@ -556,7 +574,8 @@ class EnergySession:
         if self._report is None or self._json_failed:
             return
         try:
-            self._report.write(*self._document_parts())
+            with signals_deferred():  # Ctrl-C or SIGTERM now takes effect once the file is complete
+                self._report.write(*self._document_parts())
         except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold: say so, go on
             self._json_failed = True
             self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")

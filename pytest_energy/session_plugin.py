@@ -16,6 +16,7 @@ import pytest
 
 from .config import ConfigError, Settings, parse_energy_marker
 from .fixture import TestState
+from .measure.interrupts import SigtermInterrupt
 from .report.junit import junit_properties
 from .session import EnergySession, Location
 
@@ -75,6 +76,9 @@ class EnergyPlugin:
                                          worker.get("energy_session_total") if worker else None)
         except ConfigError as exc:
             raise usage_error(exc) from None
+        self.sigterm = SigtermInterrupt()
+        if worker is None:
+            self.sigterm.install()
 
     def state(self, item: pytest.Item) -> Optional[TestState]:
         """The measurement state of ``item``, created on first use; None if it is not measured."""
@@ -197,6 +201,7 @@ class EnergyPlugin:
         self.session.flush()
 
     def pytest_unconfigure(self) -> None:
+        self.sigterm.uninstall()
         self.session.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
