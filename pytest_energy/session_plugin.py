@@ -189,6 +189,8 @@ class EnergyPlugin:
         """
         yield
         self.session.finish()
+        if self.session.session_cap_fails_run() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests it skipped did not fail, but the run does
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath and not self.session.is_worker:
             path = Path(self.config.invocation_params.dir, os.path.expanduser(os.path.expandvars(xmlpath)))

@@ -31,6 +31,7 @@ from .meter import Window
 
 MIN_WAIT_S = 0.01
 FIRST_CHECK_S = 0.1
+STOP_WAIT_S = 5.0  # how long the test's end waits for the watchdog's reading under way
 RESEND_S = 0.005  # how soon a stop that landed in pytest's own code is sent again
 
 
@@ -117,13 +118,16 @@ class MainThreadStopper:
 
 
 class Watchdog:
-    """Reads ``window`` on a thread and calls ``on_cross`` once its energy exceeds ``limit_j``."""
+    """Reads ``window`` on a thread and calls ``on_cross`` once its energy exceeds ``limit_j``,
+    or ``also_crossed`` (given each reading: the session's shared total under xdist) says a limit was crossed."""
 
-    def __init__(self, window: Window, limit_j: float, interval_s: float, on_cross: Callable[[Measurement, float], None]):
+    def __init__(self, window: Window, limit_j: float, interval_s: float, on_cross: Callable[[Measurement, float], None],
+                 also_crossed: Optional[Callable[[Measurement], bool]] = None):
         self.window = window
         self.limit_j = limit_j
         self.interval_s = interval_s
         self.on_cross = on_cross
+        self.also_crossed = also_crossed
         self.crossed: Optional[Measurement] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="pytest-energy-watchdog", daemon=True)
@@ -139,7 +143,7 @@ class Watchdog:
             measurement = self.window.read()
             total = measurement.total_j
             elapsed = time.perf_counter() - self._t0
-            if total is not None and total > self.limit_j:
+            if total is not None and (total > self.limit_j or (self.also_crossed and self.also_crossed(measurement))):
                 self.crossed = measurement
                 self.on_cross(measurement, elapsed)
                 return
@@ -153,5 +157,6 @@ class Watchdog:
         return min(self.interval_s, max(MIN_WAIT_S, seconds_to_cross / 2))
 
     def stop(self) -> None:
+        """Stop watching; waits at most ``STOP_WAIT_S`` for a reading under way (a meter that hangs is left behind)."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(STOP_WAIT_S)
