@@ -27,6 +27,7 @@ from .decide.limits import (CapFailure, Figures, Limits, check, complexity_verdi
                             verdict_of)
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
+from .measure.children import child_pids, still_running, terminate
 from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
@@ -222,6 +223,7 @@ class EnergySession:
         if self.settings.session_cap_j is not None:
             state.session_left_j = self.settings.session_cap_j - self.session_energy_j()
         state.activity = self._register_window()
+        state.children_before = child_pids()
         state.window = self.meter().window()
         self._running = (nodeid, location, state)
         state.watchdog = self._watch(nodeid, state)
@@ -235,6 +237,25 @@ class EnergySession:
             state.watchdog.stop()
         state.measurement = state.window.stop()  # type: ignore[union-attr]
         self._unregister_window(state.activity)
+        nodeid = self._running[0] if self._running else "a measured test"
+        if state.watchdog is not None and not self._stopper.intact():
+            self.notice(f"{nodeid} replaced the SIGUSR1 handler that stops a test over its cap: it is installed again "
+                        "before each measured test; a test that replaces it cannot be stopped early")
+        self._children_left(nodeid, state)
+
+    def _children_left(self, nodeid: str, state: TestState) -> None:
+        """Say in the record that the test left child processes running; end them if it was stopped early."""
+        running = still_running(child_pids() - state.children_before)
+        if not running:
+            return
+        stopped = bool(state.extra.get("stopped_early"))
+        state.extra["children_left"] = {"count": len(running), "terminated": terminate(running) if stopped else 0}
+        if stopped:
+            self.notice(f"{nodeid} was stopped early: the {len(running)} processes it started were terminated, so "
+                        "they spend nothing in later tests")
+        else:
+            self.notice(f"{nodeid} left {len(running)} child processes running: what they spend counts in the tests "
+                        "after it")
 
     def _watch(self, nodeid: str, state: TestState) -> Optional[Watchdog]:
         """Start a watchdog that stops the test once an energy limit fails, with that limit's failure."""
@@ -256,7 +277,10 @@ class EnergySession:
                            None)
             self._stop_message = failure.as_longrepr() if failure else (
                 f"energy crossed {format_energy(limit_j, self.settings.unit)} ({kind}); stopped early at {elapsed_s:.2f} s")
-            self._stopper.fire(self._stop_message)
+            why_not = self._stopper.fire(self._stop_message)
+            if why_not is not None:
+                del state.extra["stopped_early"]
+                state.extra["not_stopped"] = why_not
 
         shared = self._session_total is not None and self.settings.session_cap_j is not None
         return Watchdog(state.window, limit_j, self.settings.check_interval_s, stop,  # type: ignore[arg-type]

@@ -76,7 +76,7 @@ class EnergyPlugin:
                                          worker.get("energy_session_total") if worker else None)
         except ConfigError as exc:
             raise usage_error(exc) from None
-        self.sigterm = SigtermInterrupt()
+        self.sigterm = SigtermInterrupt(lambda message: pytest.exit(message, returncode=pytest.ExitCode.INTERRUPTED))
         if worker is None:
             self.sigterm.install()
 

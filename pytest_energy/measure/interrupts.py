@@ -3,7 +3,8 @@
 pytest turns SIGINT (Ctrl-C) into ``KeyboardInterrupt`` and still writes its reports.
 SIGTERM, which CI runners send when a job is cancelled, kills Python at once by default,
 losing every test finished since the last checkpoint. ``SigtermInterrupt`` makes the
-first SIGTERM end the session as Ctrl-C does (exit status 2, reports written); it then
+first SIGTERM end the session as Ctrl-C does (the hooks pass ``pytest.exit``: exit status 2,
+reports written); it then
 puts the default back, so a second SIGTERM kills at once. It is installed only where
 nothing else handles SIGTERM (a handler the project installed is left alone).
 
@@ -17,9 +18,7 @@ import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Any, Dict, Iterator, List, Optional
-
-import pytest
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 DEFERRED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
 SIGTERM_MESSAGE = "pytest-energy: SIGTERM received, the session ends as after Ctrl-C (its reports are written)"
@@ -57,9 +56,10 @@ def _deliver(signum: int, handler: Any) -> None:
 
 
 class SigtermInterrupt:
-    """Turns the session's first SIGTERM into ``pytest.exit`` (interrupted), while installed."""
+    """Calls ``interrupt`` (it raises: ``pytest.exit``) on the session's first SIGTERM, while installed."""
 
-    def __init__(self) -> None:
+    def __init__(self, interrupt: Callable[[str], None]) -> None:
+        self._interrupt = interrupt
         self._installed = False
 
     def install(self) -> bool:
@@ -74,7 +74,7 @@ class SigtermInterrupt:
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        pytest.exit(SIGTERM_MESSAGE, returncode=pytest.ExitCode.INTERRUPTED)
+        self._interrupt(SIGTERM_MESSAGE)
 
     def uninstall(self) -> None:
         if self._installed and signal.getsignal(signal.SIGTERM) == self._handle:
