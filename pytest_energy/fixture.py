@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional
 
 from .measure.base import Measurement
 from .measure.meter import Window
@@ -31,6 +31,7 @@ class TestState:
     session_left_j: Optional[float] = None  # what was left of the session cap when the call phase started
     activity: Optional[str] = None  # its window's key in the machine's activity file
     watchdog: Optional["Watchdog"] = None
+    children_before: FrozenSet[int] = frozenset()  # this process's children when its window opened
 
 
 class EnergyProbe:

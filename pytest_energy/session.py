@@ -23,9 +23,12 @@ from .account.normalize import Normalization
 from .account.record import Record
 from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings
-from .decide.limits import CapFailure, Figures, Limits, check, complexity_verdict, live_limit, verdict_of
+from .decide.limits import (CapFailure, Figures, Limits, check, complexity_verdict, live_limit, lower_bound_reasons,
+                            verdict_of)
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
+from .measure.children import child_pids, still_running, terminate
+from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.rank_exchange import ExchangeUnavailable, RankExchange
@@ -74,6 +77,7 @@ class EnergySession:
         self._machine_lock: Any = None
         self._machine_shared = False  # another session held the machine lock when this one started measuring
         self._activity = Activity()
+        self._activity_failed = False  # the activity file was unusable once: not used again
         self._baseline_marks: Dict[str, Optional[ActivityMark]] = {}
         self._session_total = SharedTotal(Path(session_total)) if session_total else None
         self._session_total_sent_j = 0.0  # how much of this worker's energy is in the shared total
@@ -241,6 +245,7 @@ class EnergySession:
         if self.settings.session_cap_j is not None:
             state.session_left_j = self.settings.session_cap_j - self.session_energy_j()
         state.activity = self._register_window()
+        state.children_before = child_pids()
         state.window = self.meter().window()
         self._running = (nodeid, location, state)
         state.watchdog = self._watch(nodeid, state)
@@ -256,6 +261,25 @@ class EnergySession:
         self._unregister_window(state.activity)
         if self._ranks is not None and self._running is not None:  # every rank decides on the ranks' figure
             state.measurement = self._ranks.combine(self._running[0], state.measurement)
+        nodeid = self._running[0] if self._running else "a measured test"
+        if state.watchdog is not None and not self._stopper.intact():
+            self.notice(f"{nodeid} replaced the SIGUSR1 handler that stops a test over its cap: it is installed again "
+                        "before each measured test; a test that replaces it cannot be stopped early")
+        self._children_left(nodeid, state)
+
+    def _children_left(self, nodeid: str, state: TestState) -> None:
+        """Say in the record that the test left child processes running; end them if it was stopped early."""
+        running = still_running(child_pids() - state.children_before)
+        if not running:
+            return
+        stopped = bool(state.extra.get("stopped_early"))
+        state.extra["children_left"] = {"count": len(running), "terminated": terminate(running) if stopped else 0}
+        if stopped:
+            self.notice(f"{nodeid} was stopped early: the {len(running)} processes it started were terminated, so "
+                        "they spend nothing in later tests")
+        else:
+            self.notice(f"{nodeid} left {len(running)} child processes running: what they spend counts in the tests "
+                        "after it")
 
     def _watch(self, nodeid: str, state: TestState) -> Optional[Watchdog]:
         """Start a watchdog that stops the test once an energy limit fails, with that limit's failure."""
@@ -269,26 +293,61 @@ class EnergySession:
             return None
 
         def stop(measurement: Measurement, elapsed_s: float) -> None:
-            state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": measurement.total_j, "limit": kind,
-                                            "limit_j": limit_j}
-            failure = next((f for f in check(self._figures(nodeid, state, measurement), limits) if f.limit == kind), None)
+            total_j = measurement.total_j
+            crossed = kind if total_j is not None and total_j > limit_j else "session cap"
+            state.extra["stopped_early"] = {"at_s": elapsed_s, "energy_j": total_j, "limit": crossed,
+                                            "limit_j": limit_j if crossed == kind else state.session_left_j}
+            failure = next((f for f in check(self._figures(nodeid, state, measurement), limits) if f.limit == crossed),
+                           None)
             self._stop_message = failure.as_longrepr() if failure else (
                 f"energy crossed {format_energy(limit_j, self.settings.unit)} ({kind}); stopped early at {elapsed_s:.2f} s")
-            self._stopper.fire(self._stop_message)
+            why_not = self._stopper.fire(self._stop_message)
+            if why_not is not None:
+                del state.extra["stopped_early"]
+                state.extra["not_stopped"] = why_not
 
         window = state.window if self._ranks is None else self._ranks.live(nodeid, state.window)  # type: ignore[arg-type]
-        return Watchdog(window, limit_j, self.settings.check_interval_s, stop).start()  # type: ignore[arg-type]
+        shared = self._session_total is not None and self.settings.session_cap_j is not None
+        return Watchdog(window, limit_j, self.settings.check_interval_s, stop,  # type: ignore[arg-type]
+                        self._session_crossed(state) if shared else None).start()
+
+    def _session_crossed(self, state: TestState) -> Callable[[Measurement], bool]:
+        """For the watchdog under xdist: publish the test's running energy; whether the session's total crossed its cap.
+
+        A crossing seen there (another worker's tests spent the rest) leaves this test what was
+        left of the cap before it: its energy so far is over that, so it stops and fails.
+        """
+        cap_j = self.settings.session_cap_j
+
+        def crossed(measurement: Measurement) -> bool:
+            running_j = measurement.total_j or 0.0
+            total_j = self._publish(running_j)
+            if total_j is None or cap_j is None or total_j < cap_j:
+                return False
+            state.session_left_j = min(state.session_left_j if state.session_left_j is not None else cap_j,
+                                       cap_j - (total_j - running_j))
+            return True
+
+        return crossed
 
     def was_stopped_by(self, message: str) -> bool:
         """Whether the running test failed with the watchdog's stop (and not with a failure of its own)."""
         return self._stop_message is not None and message == self._stop_message
 
     def _activity_call(self, action: Any, *args: Any) -> Any:
-        """``action(*args)`` on the machine's activity file; None (and a notice) when the file is unusable."""
+        """``action(*args)`` on the machine's activity file; None when the file is unusable.
+
+        The first failure (a lock held by a stuck process costs ``LOCK_WAIT_S``) gives a notice
+        and ends the file's use for the session: no later test waits for it again.
+        """
+        if self._activity_failed:
+            return None
         try:
             return action(*args)
         except OSError as exc:
-            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc})")
+            self._activity_failed = True
+            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc}); "
+                        "not tried again this session, so a baseline measured beside other work may be cached")
             return None
 
     def _register_window(self) -> Optional[str]:
@@ -307,17 +366,25 @@ class EnergySession:
 
     def session_energy_j(self) -> float:
         """Energy measured so far in the session: under xdist with a session cap, by all workers together."""
-        own_j = self._own_energy_j
+        total_j = self._publish(0.0)
+        return self._own_energy_j if total_j is None else total_j
+
+    def _publish(self, running_j: float) -> Optional[float]:
+        """Put this process's energy, with ``running_j`` of a test still running, in the shared total; the total.
+
+        None where there is no shared total (no xdist, no session cap) or it became unusable.
+        """
         if self._session_total is None:
-            return own_j
+            return None
+        spent_j = self._own_energy_j + running_j
         try:
-            total_j = self._session_total.add(own_j - self._session_total_sent_j)
+            total_j = self._session_total.add(spent_j - self._session_total_sent_j)
         except OSError as exc:
             self.notice(f"cannot share the session cap between xdist workers ({self._session_total.path}: {exc}); "
                         "each worker counts its own energy from here on")
             self._session_total = None
-            return own_j
-        self._session_total_sent_j = own_j
+            return None
+        self._session_total_sent_j = spent_j
         return total_j
 
     def share_energy(self) -> None:
@@ -361,6 +428,7 @@ class EnergySession:
         mode it is a notice.
         """
         self._stop_message = None
+        self._settle_session_share(state)
         if state.phase == "baseline":
             self._baseline_done(nodeid, state, passed)
         elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
@@ -387,6 +455,20 @@ class EnergySession:
         state.reported = True
         self._running = None
         return Finished(record, fail_with)
+
+    def _settle_session_share(self, state: TestState) -> None:
+        """Publish the finished test's energy; under xdist, what was left for it is what the others left at its end.
+
+        So the test whose energy took the session's total past the cap fails, whichever
+        worker ran it, even when each test alone stayed under what was left when it started.
+        """
+        energy_j = state.measurement.total_j if state.measurement else None
+        cap_j = self.settings.session_cap_j
+        if cap_j is None or energy_j is None or state.session_left_j is None:
+            return
+        total_j = self._publish(energy_j)
+        if total_j is not None:
+            state.session_left_j = min(state.session_left_j, cap_j - (total_j - energy_j))
 
     @staticmethod
     def _count_macs(state: TestState, shape: Any, model: Callable[[], Any]) -> Optional[CapFailure]:
@@ -509,7 +591,14 @@ class EnergySession:
 
     # -- the session's end -------------------------------------------------------------------
     def finish(self) -> None:
-        """Record a test interrupted in its call phase; on the controller write the JSON report and store the run."""
+        """Record a test interrupted in its call phase; on the controller write the JSON report and store the run.
+
+        Ctrl-C or SIGTERM arriving meanwhile takes effect once the reports are written.
+        """
+        with signals_deferred():
+            self._finish()
+
+    def _finish(self) -> None:
         if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
             nodeid, location, state = self._running
             if state.measurement is None and state.window is not None:
@@ -536,7 +625,8 @@ class EnergySession:
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
         if self._checkpoints is not None:
-            self._checkpoints.flush()
+            with signals_deferred():
+                self._checkpoints.flush()
 
     def close(self) -> None:
         if self._checkpoints is not None:
@@ -578,6 +668,44 @@ class EnergySession:
         self._accounted = (normalization, accounted)
         return accounted
 
+    def session_cap_outcome(self) -> Optional[Dict[str, Any]]:
+        """The session cap's one verdict, from every test's record (on the controller): what was spent, whether
+        and by which test the cap was reached (in the order the tests finished), or which test was not measured
+        fully, so that what was spent is unknown ("unmeasured")."""
+        cap_j = self.settings.session_cap_j
+        if cap_j is None or self.is_worker:
+            return None
+        spent_j, reached_by, unmeasured_by = 0.0, None, None
+        for record in self.records:
+            if record.measurement is None:  # it never reached its call phase
+                continue
+            if unmeasured_by is None and (record.energy_j is None or lower_bound_reasons(record.measurement)):
+                unmeasured_by = record.nodeid
+            spent_j += record.energy_j or 0.0
+            if reached_by is None and spent_j >= cap_j:
+                reached_by = record.nodeid
+        verdict = "over-cap" if reached_by else "unmeasured" if unmeasured_by else "pass"
+        return {"cap_j": cap_j, "spent_j": spent_j, "reached": reached_by is not None, "reached_by": reached_by,
+                "unmeasured_by": unmeasured_by, "verdict": verdict}
+
+    def session_cap_fails_run(self) -> bool:
+        """Whether the session cap makes the run fail: reached, or not enforceable (a test not measured fully)."""
+        outcome = self.session_cap_outcome()
+        return outcome is not None and outcome["verdict"] != "pass" and self.settings.cap_mode == "fail"
+
+    def _session_cap_line(self) -> Optional[str]:
+        outcome = self.session_cap_outcome()
+        if outcome is None or outcome["verdict"] == "pass":
+            return None
+        unit = self.settings.unit
+        cap, spent = format_energy(outcome["cap_j"], unit), format_energy(outcome["spent_j"], unit)
+        if outcome["verdict"] == "over-cap":
+            line = f"energy session cap {cap} reached by {outcome['reached_by']} ({spent} spent)"
+        else:
+            line = (f"energy session cap {cap} cannot be enforced: {outcome['unmeasured_by']} was not measured fully, "
+                    f"so the session spent more than the {spent} counted")
+        return line + (": the run fails" if self.settings.cap_mode == "fail" else " (warn mode: the run does not fail)")
+
     def document(self) -> Dict[str, Any]:
         return build_document(*self._document_parts())
 
@@ -588,8 +716,9 @@ class EnergySession:
         stored = self.stored_run()
         if stored is not None:
             session["compared_with"] = str(stored.path)
-        if self.settings.session_cap_j is not None:
-            session["session_cap_j"] = self.settings.session_cap_j  # pytest-energy merge checks it over all shards
+        session_cap = self.session_cap_outcome()
+        if session_cap is not None:
+            session["session_cap"] = session_cap  # pytest-energy merge checks its cap over all shards
         if self.launch is not None:
             session.update(ranks=self.launch.world_size, nodes=self.launch.nodes, launcher=self.launch.launcher)
         normalization = self.session_normalization()
@@ -606,7 +735,8 @@ class EnergySession:
         if self._report is None or self._json_failed:
             return
         try:
-            self._report.write(*self._document_parts())
+            with signals_deferred():  # Ctrl-C or SIGTERM now takes effect once the file is complete
+                self._report.write(*self._document_parts())
         except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold: say so, go on
             self._json_failed = True
             self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")
@@ -632,6 +762,9 @@ class EnergySession:
         lines = [f"pytest-energy: {message}" for message in self.notices]
         if github.on_github_actions() and self.writes_reports:
             lines += [github.notice_annotation(message) for message in self.notices]
+        session_cap = self._session_cap_line()
+        if session_cap:
+            lines.append(session_cap)
         if not records:
             return lines
         lines += summary_table(records, self.settings.unit).render_text(width)

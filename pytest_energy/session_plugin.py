@@ -16,6 +16,7 @@ import pytest
 
 from .config import ConfigError, Settings, parse_energy_marker
 from .fixture import TestState
+from .measure.interrupts import SigtermInterrupt
 from .report.junit import junit_properties
 from .session import EnergySession, Location
 
@@ -75,6 +76,9 @@ class EnergyPlugin:
                                          worker.get("energy_session_total") if worker else None)
         except ConfigError as exc:
             raise usage_error(exc) from None
+        self.sigterm = SigtermInterrupt(lambda message: pytest.exit(message, returncode=pytest.ExitCode.INTERRUPTED))
+        if worker is None:
+            self.sigterm.install()
 
     def state(self, item: pytest.Item) -> Optional[TestState]:
         """The measurement state of ``item``, created on first use; None if it is not measured."""
@@ -185,6 +189,8 @@ class EnergyPlugin:
         """
         yield
         self.session.finish()
+        if self.session.session_cap_fails_run() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests it skipped did not fail, but the run does
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath and not self.session.is_worker:
             path = Path(self.config.invocation_params.dir, os.path.expanduser(os.path.expandvars(xmlpath)))
@@ -197,6 +203,7 @@ class EnergyPlugin:
         self.session.flush()
 
     def pytest_unconfigure(self) -> None:
+        self.sigterm.uninstall()
         self.session.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -4,7 +4,7 @@ Every ``pytester`` run here is offline-safe: in-process runs refuse any INET soc
 connection (a test that needs the network fails loudly instead of hanging), and
 subprocess runs inherit proxies that point at a closed local port. CodeCarbon is
 told to log errors only, a user's pytest settings cannot leak in, and each run gets
-its own temporary directory, so the machine lock of a pytest-energy session running
+its own temporary and state directory, so the machine lock of a pytest-energy session running
 elsewhere on the machine does not add an overlap warning to it.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
+from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.report.json_report import load_schema
 
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
@@ -48,6 +49,7 @@ def pytester(
     own_temp = tmp_path_factory.mktemp("tempdir")
     monkeypatch.setenv("TMPDIR", str(own_temp))
     monkeypatch.setattr(tempfile, "tempdir", str(own_temp))
+    monkeypatch.setenv(STATE_DIR_ENV, str(own_temp))  # the machine lock and activity file: this run's own
     for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(variable, CLOSED_PORT_PROXY)
     for variable in ("NO_PROXY", "no_proxy", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS",

@@ -109,7 +109,7 @@ def test_two_shards_make_one_valid_report(shard_files: Dict[str, Path], tmp_path
     assert [shard["source"] for shard in merged["shards"]] == [str(shard_files["a"]), str(shard_files["b"])]
     assert [shard["environment"] for shard in merged["shards"]] == [a["environment"], b["environment"]]
     assert merged["environment"]["fingerprint"] == a["environment"]["fingerprint"]
-    assert a["session"]["session_cap_j"] == merged["session"]["session_cap_j"] == 1e6  # each job records it
+    assert a["session"]["session_cap"]["cap_j"] == merged["session"]["session_cap"]["cap_j"] == 1e6  # each job records it
     assert f"merged 2 shard(s), {len(merged['tests'])} test(s)" in out
 
 
@@ -149,18 +149,18 @@ def test_the_session_cap_is_checked_over_all_shards(shard_files: Dict[str, Path]
     status, _, err = run_merge(capsys, shard_files["a"], shard_files["b"], "-o", tmp_path / "all.json",
                                f"--session-cap={between}J")
     assert status == 1 and "over the session cap" in err and len(err.splitlines()) == 1
-    assert read(tmp_path / "all.json")["session"]["session_cap_j"] == pytest.approx(between)
+    assert read(tmp_path / "all.json")["session"]["session_cap"]["cap_j"] == pytest.approx(between)
     assert run_merge(capsys, shard_files["a"], shard_files["b"], "-o", tmp_path / "all.json",
                      f"--session-cap={total * 2}J")[0] == 0
 
 
 def test_the_session_cap_the_shards_recorded_applies_and_must_agree(shard_files: Dict[str, Path], tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    tiny = [edited(shard_files[job], tmp_path / f"{job}.json", lambda d: d["session"].update(session_cap_j=1e-9))
+    tiny = [edited(shard_files[job], tmp_path / f"{job}.json", lambda d: d["session"]["session_cap"].update(cap_j=1e-9))
             for job in ("a", "b")]
     status, _, err = run_merge(capsys, *tiny, "-o", tmp_path / "all.json")
     assert status == 1 and "over the session cap" in err
-    other = edited(shard_files["b"], tmp_path / "other.json", lambda d: d["session"].update(session_cap_j=5.0))
+    other = edited(shard_files["b"], tmp_path / "other.json", lambda d: d["session"]["session_cap"].update(cap_j=5.0))
     status, _, err = run_merge(capsys, tiny[0], other, "-o", tmp_path / "all.json")
     assert status == 2 and "different session caps" in err and "--session-cap" in err
     assert run_merge(capsys, tiny[0], other, "-o", tmp_path / "all.json", "--session-cap=1MJ")[0] == 0

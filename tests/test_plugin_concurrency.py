@@ -8,6 +8,8 @@ energy is exactly what it adds to its tree, whatever the other worker does meanw
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -15,7 +17,8 @@ import jsonschema
 import pytest
 
 from fakes.powercap import FakePowercap
-from pytest_energy.measure.overlap import claim_machine
+from pytest_energy.measure.overlap import (ACTIVITY_NAME, LOCK_WAIT_S, MACHINE_DIRS, STATE_DIR_ENV, claim_machine,
+                                            state_directory)
 from pytest_energy.report.json_report import load_schema
 
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
@@ -24,6 +27,8 @@ SESSION_CAP_J = 50.0
 
 PER_WORKER_RAPL = """
 import functools
+import os
+import tempfile
 import os
 
 from pytest_energy.measure import rapl
@@ -169,3 +174,68 @@ def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cach
         other_session.release()  # type: ignore[union-attr]
     run.result.assert_outcomes(passed=1)
     assert_contended_and_not_cached(run, pytester, "another pytest-energy session held this machine")
+
+
+# -- the machine's state: found whatever TMPDIR says, never waited for long ---------------------
+
+
+def test_a_session_with_another_tmpdir_still_sees_the_machine_held(
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two CI jobs or users with their own TMPDIR: the baseline measured while the other measures is not cached."""
+    tree = FakePowercap(tmp_path / "gw0").add_package(0)
+    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root)}))
+    pytester.makepyfile(
+        "import os\nfrom pathlib import Path\n\nimport pytest\n\nfrom conftest import ROOT\n\n\n"
+        "@pytest.mark.energy_baseline\ndef test_reference_workload():\n"
+        "    counter = Path(ROOT, 'intel-rapl:0', 'energy_uj')\n"
+        "    counter.write_text(str(int(counter.read_text()) + 5_000_000))\n"
+    )
+    pytester.makepyprojecttoml('[tool.pytest-energy]\nreference-energy = "10 J"\n')
+    other_session, warning = claim_machine()  # in this test's state directory (tests/conftest.py)
+    assert warning is None
+    own_tmpdir = tmp_path / "another-tmpdir"
+    own_tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(own_tmpdir))
+    try:
+        run = run_energy("--energy-meter=rapl", subprocess=True)
+    finally:
+        other_session.release()  # type: ignore[union-attr]
+    run.result.assert_outcomes(passed=1)
+    assert_contended_and_not_cached(run, pytester, "another pytest-energy session held this machine")
+
+
+def test_the_state_directory_is_the_same_whatever_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    found = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv("TMPDIR", str(tmp_path / name))
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        found.append(state_directory())
+    assert found[0] == found[1]
+    if any(os.access(directory, os.W_OK) for directory in MACHINE_DIRS):
+        assert str(found[0]) in MACHINE_DIRS
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    assert state_directory() == tmp_path
+
+
+def test_a_held_activity_lock_costs_a_fraction_of_a_second_once_and_is_said(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """A process that holds the activity file's lock for good: three measured tests, one short wait, one notice."""
+    fcntl = pytest.importorskip("fcntl")
+    tree = FakePowercap(tmp_path / "gw0").add_package(0)
+    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root)}))
+    pytester.makepyfile("import pytest\n\npytestmark = pytest.mark.energy\n\n"
+                        + "".join(f"\ndef test_{index}():\n    pass\n" for index in range(3)))
+    with open(Path(state_directory(), ACTIVITY_NAME), "a+b") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        # timeout: a hang guard; the three tests waited 30 s each (twice) before
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy-meter=rapl", timeout=60)
+    result.assert_outcomes(passed=3)
+    notices = [line for line in result.outlines if "cannot tell whether other processes measure" in line]
+    assert len(notices) == 1, result.outlines
+    assert f"stayed locked for {LOCK_WAIT_S:g} s); not tried again this session" in notices[0]

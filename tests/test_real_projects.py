@@ -8,14 +8,13 @@ energy summary and the JSON report, and never become test failures or tracebacks
 from __future__ import annotations
 
 import functools
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, List
 
 import pytest
 from suites import BURN
 
-from pytest_energy.measure.overlap import LOCK_NAME
+from pytest_energy.measure.overlap import claim_machine
 from pytest_energy.measure import rapl
 
 STRICT_INI = "[pytest]\nfilterwarnings = error\n"
@@ -53,12 +52,10 @@ def strict_project(pytester: pytest.Pytester) -> pytest.Pytester:
 @pytest.fixture
 def held_machine_lock(strict_project: pytest.Pytester) -> Iterator[None]:
     """Another session measuring on this machine: its lock is held in this process."""
-    import filelock
-
-    lock = filelock.FileLock(str(Path(tempfile.gettempdir(), LOCK_NAME)), timeout=0)
-    lock.acquire()
+    lock, warning = claim_machine()
+    assert warning is None
     yield
-    lock.release()
+    lock.release()  # type: ignore[union-attr]
 
 
 # -- filterwarnings = error ----------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 Every counter the meters read (GPU, CPU package, DRAM, CodeCarbon's machine mode) is
 machine-wide, so work running beside a test is counted in its figure. A session holds
-a lock file in the temp directory while it measures; a second session that finds it
-held warns that both sessions' figures overlap. Every measuring process (xdist worker
-or not) also lists its open windows in one small file there (``Activity``), so a
-baseline can tell whether any other process measured while it ran. ``SharedTotal`` is
-the energy a whole xdist session has spent, which its workers add to after each test.
+a lock file in the machine's state directory (``state_directory``: ``/dev/shm`` or
+``/run/lock``, whatever ``TMPDIR`` says, so sessions of other users and other temp
+directories find it) while it measures; a second session that finds it held warns that
+both sessions' figures overlap. Every measuring process (xdist worker or not) also lists
+its open windows in one small file there (``Activity``), so a baseline can tell whether
+any other process measured while it ran. ``SharedTotal`` is the energy a whole xdist
+session has spent, which its workers add to after each test and at each live check.
 Both files are read and written under a lock on the file (``flock``; a ``filelock.FileLock``
-where there is none).
+where there is none), waited for at most ``LOCK_WAIT_S``: a holder that never lets go
+costs a fraction of a second once, then the caller stops using the file.
 """
 
 from __future__ import annotations
@@ -25,14 +28,47 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 
 LOCK_NAME = "pytest-energy-machine.lock"
 ACTIVITY_NAME = "pytest-energy-activity.json"
-LOCK_TIMEOUT_S = 30.0
+LOCK_WAIT_S = 0.25  # a lock is held for well under a millisecond: one held longer is stuck
+STATE_DIR_ENV = "PYTEST_ENERGY_STATE_DIR"
+MACHINE_DIRS = ("/dev/shm", "/run/lock")  # the same for every process of the machine (or container), any TMPDIR
 STALE_WINDOW_S = 24 * 3600.0  # where a process cannot be asked whether it lives (Windows), its windows expire
 
 
+def state_directory() -> Path:
+    """Where the machine-wide files live: ``$PYTEST_ENERGY_STATE_DIR``, else the first writable of
+    ``MACHINE_DIRS``, else the temp directory (Windows, or a system without them)."""
+    override = os.environ.get(STATE_DIR_ENV, "").strip()
+    if override:
+        return Path(override)
+    for candidate in MACHINE_DIRS:
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(tempfile.gettempdir())
+
+
+def _open_shared(path: Path) -> int:
+    """Open (or create, readable and writable by every user) a file other users' sessions share.
+
+    An existing file is opened without ``O_CREAT``: in a sticky world-writable directory
+    (``/dev/shm``) Linux refuses ``O_CREAT`` on another user's file (``fs.protected_regular``).
+    """
+    try:
+        return os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:  # another process created it meanwhile
+        return os.open(path, os.O_RDWR)
+    with contextlib.suppress(OSError):
+        os.fchmod(descriptor, 0o666)  # whatever the umask: other users' sessions use it too
+    return descriptor
+
+
 @contextlib.contextmanager
-def _exclusive(path: Path, descriptor: int) -> Iterator[None]:
+def _exclusive(path: Path, descriptor: int, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold an exclusive lock on the open file ``path``: ``flock`` on it where POSIX has one, else a
-    ``filelock.FileLock`` beside it. Raises ``OSError`` when it stays held for ``LOCK_TIMEOUT_S``.
+    ``filelock.FileLock`` beside it. Raises ``OSError`` when it stays held for ``wait_s``.
 
     ``flock`` costs a system call (about 0.1 ms for a measured test's window open and close,
     where a ``FileLock`` took about 1 ms), and the kernel releases it if the holder dies.
@@ -42,17 +78,24 @@ def _exclusive(path: Path, descriptor: int) -> Iterator[None]:
     except ImportError:  # Windows
         import filelock
 
-        with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S, mode=0o666):
+        try:
+            lock = filelock.FileLock(f"{path}.lock", timeout=wait_s, mode=0o666)
+            lock.acquire()
+        except filelock.Timeout:
+            raise TimeoutError(f"{path} stayed locked for {wait_s:g} s") from None
+        try:
             yield
+        finally:
+            lock.release()
         return
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{path} stayed locked for {LOCK_TIMEOUT_S:.0f} s") from None
+                raise TimeoutError(f"{path} stayed locked for {wait_s:g} s") from None
             time.sleep(0.001)
     try:
         yield
@@ -61,15 +104,15 @@ def _exclusive(path: Path, descriptor: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _locked_json(path: Path, empty: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+def _locked_json(path: Path, empty: Dict[str, Any], wait_s: float = LOCK_WAIT_S) -> Iterator[Dict[str, Any]]:
     """The JSON object in ``path`` (``empty`` when missing or unreadable), written back on leaving if changed.
 
     Every reader takes the lock too, so the file is rewritten in place: no truncating
     open and no rename, which ext4 flushes to disk (milliseconds per measured test).
     Raises ``OSError`` when the file cannot be used.
     """
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    with os.fdopen(descriptor, "r+b") as handle, _exclusive(path, descriptor):
+    descriptor = _open_shared(path)
+    with os.fdopen(descriptor, "r+b") as handle, _exclusive(path, descriptor, wait_s):
         text = handle.read()
         try:
             state = json.loads(text)
@@ -119,7 +162,7 @@ class Activity:
     """
 
     def __init__(self, directory: Optional[Path] = None):
-        self.path = Path(directory or tempfile.gettempdir()) / ACTIVITY_NAME
+        self.path = Path(directory or state_directory()) / ACTIVITY_NAME
         self._own_opened = 0
 
     def _state(self) -> "contextlib.AbstractContextManager[Dict[str, Any]]":
@@ -180,22 +223,48 @@ class SharedTotal:
             return float(state["energy_j"])
 
 
+class _HeldLock:
+    """A ``flock`` held on an open file until ``release`` closes it (the kernel also lets go if the process dies)."""
+
+    def __init__(self, descriptor: int):
+        self._descriptor: Optional[int] = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
+MACHINE_BUSY = ("another pytest-energy session is measuring on this machine: counters are machine-wide, so both "
+                "sessions' figures (GPU, CPU, RAM) include each other's work")
+
+
 def claim_machine(directory: Optional[Path] = None) -> "tuple[Optional[object], Optional[str]]":
     """Take the machine lock; returns ``(lock, None)``, or ``(None, warning)`` if another session holds it."""
-    import filelock
-
-    path = Path(directory or tempfile.gettempdir()) / LOCK_NAME
-    lock = filelock.FileLock(str(path), timeout=0)
+    path = Path(directory or state_directory()) / LOCK_NAME
     try:
-        lock.acquire()
-    except filelock.Timeout:
-        return None, (
-            "another pytest-energy session is measuring on this machine: counters are machine-wide, so both "
-            "sessions' figures (GPU, CPU, RAM) include each other's work"
-        )
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            import filelock
+
+            lock = filelock.FileLock(str(path), timeout=0, mode=0o666)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                return None, MACHINE_BUSY
+            return lock, None
+        descriptor = _open_shared(path)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException as exc:
+            os.close(descriptor)
+            if isinstance(exc, BlockingIOError):
+                return None, MACHINE_BUSY
+            raise
+        return _HeldLock(descriptor), None
     except OSError as exc:
         return None, f"cannot tell whether another pytest-energy session is measuring ({path}: {exc})"
-    return lock, None
 
 
 def overlap_warning(workers: Iterable[str]) -> Optional[str]:

@@ -81,7 +81,7 @@ def _shards_of(source: str, document: Mapping[str, Any]) -> List[Dict[str, Any]]
 
 def _recorded_session_cap(inputs: Sequence[Tuple[str, Mapping[str, Any]]]) -> Optional[float]:
     """The session cap every shard recorded; ``MergeError`` when they disagree."""
-    caps = {source: document.get("session", {}).get("session_cap_j") for source, document in inputs}
+    caps = {source: (document.get("session", {}).get("session_cap") or {}).get("cap_j") for source, document in inputs}
     if len(set(caps.values())) > 1:
         shown = ", ".join(f"{source} {format_energy(cap) if cap is not None else 'none'}" for source, cap in caps.items())
         raise MergeError(f"the shards recorded different session caps ({shown}): give the whole run's with --session-cap")
@@ -142,7 +142,7 @@ def merge(inputs: Sequence[Tuple[str, Mapping[str, Any]]], session_cap_j: Option
         "plugin_version": first.get("plugin_version"),
         "metadata": first.get("metadata", {}),
         "environment": environment,
-        "session": {**first.get("session", {}), "session_cap_j": cap_j},
+        "session": {key: value for key, value in first.get("session", {}).items() if key != "session_cap"},
         "tests": tests,
         "totals": _summed_totals([document for _, document in inputs]),
         "normalization": shards[0]["normalization"] if len(set(normalizations)) == 1 else None,
@@ -158,8 +158,24 @@ def merge(inputs: Sequence[Tuple[str, Mapping[str, Any]]], session_cap_j: Option
             more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
             merged.failures.append(f"shard {index} ({shard['source']}): {len(failed)} test(s) failed their energy "
                                    f"limits: {', '.join(failed[:SHOWN_FAILURES])}{more}")
-    total = merged.energy_j
-    if cap_j is not None and total is not None and total > cap_j:
-        merged.failures.append(f"the shards together spent {format_energy(total)}, over the session cap "
-                               f"{format_energy(cap_j)}")
+    if cap_j is not None:
+        document["session"]["session_cap"] = _session_cap_over_shards(cap_j, merged.energy_j, shards, merged.failures)
     return merged
+
+
+def _session_cap_over_shards(cap_j: float, total_j: Optional[float], shards: Sequence[Mapping[str, Any]],
+                             failures: List[str]) -> Dict[str, Any]:
+    """The session cap's one verdict over all shards (adds to ``failures`` when it fails): reached by their sum,
+    or unknown when a shard did not measure a test fully."""
+    unmeasured_by = next((outcome["unmeasured_by"] for outcome in (shard["session"].get("session_cap") or {}
+                                                                   for shard in shards) if outcome.get("unmeasured_by")),
+                         None)
+    spent_j = total_j or 0.0
+    reached = spent_j > cap_j
+    if reached:
+        failures.append(f"the shards together spent {format_energy(spent_j)}, over the session cap {format_energy(cap_j)}")
+    elif unmeasured_by:
+        failures.append(f"the session cap {format_energy(cap_j)} cannot be enforced over the shards: {unmeasured_by} "
+                        "was not measured fully")
+    return {"cap_j": cap_j, "spent_j": spent_j, "reached": reached, "reached_by": None, "unmeasured_by": unmeasured_by,
+            "verdict": "over-cap" if reached else "unmeasured" if unmeasured_by else "pass"}

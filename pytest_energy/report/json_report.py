@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from ..store.runs import SCHEMA
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "report-schema.json"
 CHECKPOINT_INTERVAL_S = 1.0
+WRITE_WAIT_S = 2.0  # how long a write waits for one under way on the other thread
+CLOSE_WAIT_S = 2.0  # how long the session's end waits for the report thread
 
 
 def phase_totals(records: Iterable[Record]) -> Dict[str, Dict[str, Any]]:
@@ -130,66 +133,70 @@ class Checkpoints:
     interval has passed, so a change is on disk within about ``interval_s`` even while a
     long test runs (that write, milliseconds of CPU, falls inside the long test's window).
     ``flush`` writes at once (session end, Ctrl-C, internal error).
+
+    Nothing here can hang the session: the main thread, where Ctrl-C raises at any
+    bytecode, takes no lock the thread waits on without a time limit (a lock it left held
+    when interrupted would otherwise block the thread, and ``close`` joining it, forever).
+    The flags are plain attributes, the thread is woken through a ``SimpleQueue`` (no
+    Python-level lock), and every wait and join is bounded.
     """
 
     def __init__(self, write: Callable[[], None], interval_s: Optional[float] = None):
         self._write = write
         self._interval_s = CHECKPOINT_INTERVAL_S if interval_s is None else interval_s
-        self._condition = threading.Condition()
-        self._writing = threading.Lock()
+        self._wake: "queue.SimpleQueue[None]" = queue.SimpleQueue()
+        self._writing = threading.Lock()  # one write at a time
         self._dirty = False
         self._closed = False
         self._last_write = -math.inf
         self._thread: Optional[threading.Thread] = None
 
     def changed(self) -> None:
-        with self._condition:
-            self._dirty = True
-            due = time.monotonic() - self._last_write >= self._interval_s
-            if not due:
-                if self._thread is None and not self._closed:
-                    self._thread = threading.Thread(target=self._write_when_due, name="pytest-energy-report", daemon=True)
-                    self._thread.start()
-                self._condition.notify()
-        if due:
+        self._dirty = True
+        if time.monotonic() - self._last_write >= self._interval_s:
             self.flush()
+        elif self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._write_when_due, name="pytest-energy-report", daemon=True)
+            self._thread.start()
 
     def flush(self) -> None:
-        with self._writing:
-            with self._condition:
-                self._dirty = False
-            try:
-                self._write()
-            finally:
-                with self._condition:
-                    self._last_write = time.monotonic()
+        """Write now; waits at most ``WRITE_WAIT_S`` for a write under way on the thread, then writes anyway."""
+        self._write_locked(WRITE_WAIT_S)
+
+    def _write_locked(self, wait_s: float) -> bool:
+        """Write, holding the write lock when it comes within ``wait_s``; False if the thread should skip."""
+        locked = self._writing.acquire(timeout=wait_s)
+        if not locked and threading.current_thread() is not threading.main_thread():
+            return False  # the main thread writes, or left the lock held when interrupted: its write counts
+        try:
+            self._dirty = False
+            self._write()
+        finally:
+            self._last_write = time.monotonic()
+            if locked:
+                self._writing.release()
+        return True
 
     def close(self) -> None:
-        """Stop the background thread (a write it started completes first); ``flush`` still works."""
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
+        """Stop the background thread (a write it started gets ``CLOSE_WAIT_S`` to complete); ``flush`` still works."""
+        self._closed = True
+        self._wake.put(None)
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(CLOSE_WAIT_S)
 
     def _write_when_due(self) -> None:
-        with self._condition:
-            while not self._closed:
-                wait_s = self._last_write + self._interval_s - time.monotonic()
-                if not self._dirty:
-                    self._condition.wait()
-                elif wait_s > 0:
-                    self._condition.wait(wait_s)
-                else:
-                    self._condition.release()
-                    try:
-                        self.flush()
-                        retry = False
-                    except Exception:  # nothing escapes this thread: try again after the interval
-                        retry = True
-                    finally:
-                        self._condition.acquire()
-                    self._dirty = self._dirty or retry
+        while not self._closed:
+            wait_s = self._last_write + self._interval_s - time.monotonic() if self._dirty else self._interval_s
+            try:
+                self._wake.get(timeout=max(wait_s, 0.001))
+            except queue.Empty:
+                pass
+            if self._closed or not self._dirty or time.monotonic() - self._last_write < self._interval_s:
+                continue
+            try:
+                self._write_locked(WRITE_WAIT_S)
+            except Exception:  # nothing escapes this thread: try again after the interval
+                self._dirty = True
 
 
 def load_schema() -> Dict[str, Any]:
