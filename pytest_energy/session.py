@@ -82,6 +82,7 @@ class EnergySession:
         self._json_error: Optional[str] = None  # why the last write of the JSON report failed
         self._json_tests: Optional[int] = None  # how many tests the report file holds, once one write succeeded
         self._finished = False  # the final report is being written: it says "complete": true
+        self._store_error: Optional[str] = None  # why --energy-autosave could not store this run
         self._report: Optional[ReportWriter] = None
         self._report_lock: Any = None
         self._checkpoints: Optional[Checkpoints] = None
@@ -509,7 +510,8 @@ class EnergySession:
             try:
                 self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
             except OSError as exc:
-                self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
+                self._store_error = f"cannot store this run under {self.settings.storage}: {exc}"
+                self.notice(self._store_error)
 
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
@@ -588,6 +590,10 @@ class EnergySession:
             self._json_error = str(exc)
         else:
             self._json_error, self._json_tests = None, len(parts[0])
+
+    def files_not_written(self) -> bool:
+        """Whether a file the user asked for (the JSON report, the stored run) is not complete on disk."""
+        return self.report_failure() is not None or self._store_error is not None
 
     def report_failure(self) -> Optional[str]:
         """Why the JSON report the user asked for is not complete on disk; None when it is (or none was asked for)."""

@@ -192,11 +192,11 @@ class EnergyPlugin:
         """Write the reports after every plugin's own ``pytest_sessionfinish``, before the terminal summary.
 
         pytest's junitxml writes its file there: the accounted figures are added to it afterwards.
-        A JSON report that was asked for and could not be completed makes a green run exit 1.
+        A JSON report or stored run that was asked for and could not be written makes a green run exit 1.
         """
         yield
         self.session.finish()
-        if self.session.report_failure() is not None and session.exitstatus == pytest.ExitCode.OK:
+        if self.session.files_not_written() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath and not self.session.is_worker:

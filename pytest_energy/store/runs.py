@@ -33,7 +33,7 @@ from .schemas import REPORT_SCHEMA, check
 
 SCHEMA = "pytest-energy/1"  # the JSON report's schema: a stored run is a report
 RUN_NAME = re.compile(r"\d{8}T\d{6}(\.\d{6})?_[\w.-]+\.json")  # also the names of older versions, without microseconds
-MAX_RUN_BYTES = 256 * 2**20  # a run of 100 000 tests is about 100 MiB
+MAX_RUN_BYTES = 64 * 2**20  # a stored test is about a kilobyte: room for 60 000 tests
 CLOCK_SKEW_S = 300.0  # a run named later than this in the future is not the latest
 COMPARED_ENERGIES = ("energy_j", "energy_normalized_j")  # what the regression gate reads of a stored test
 
