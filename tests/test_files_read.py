@@ -23,13 +23,12 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_energy.account import baseline_cache
@@ -38,110 +37,22 @@ from pytest_energy.account.record import Record
 from pytest_energy.config import ConfigError, read_pyproject
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.machine import environment
-from pytest_energy.report.json_report import build_document
 from pytest_energy.measure.overlap import Activity, SharedTotal
 from pytest_energy.organise.cli import main as cli_main
+from pytest_energy.report.json_report import build_document
 from pytest_energy.store import runs
 from pytest_energy.store.plausible import MAX_ENERGY_J
-from pytest_energy.store.runs import RunStore, RunStoreError, check_run_document
+from pytest_energy.store.runs import RunStore, check_run_document
+
+from hostile import FORMS, SMALL_CAP, VALUES, fifos, finishes, one_line  # noqa: F401 (fifos: a fixture)
 from suites import NORMALISED_CAP_SUITE
 
-DEADLINE_S = 20.0  # a reader that takes longer hangs
 RUN_DEADLINE_S = 120.0  # a whole pytest run (CodeCarbon, a busy 2-core CI)
-SMALL_CAP = 4096  # the read limits, lowered for the rows so that "huge" stays cheap
 BASELINE_SUITE = NORMALISED_CAP_SUITE
 REFERENCE = '[tool.pytest-energy]\nreference-energy = "0.001 J"\n'
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
 OLDER_RUN = "20200101T000000.000000_seed.json"
 PLUGIN_ARGS = ("-p", "no:cacheprovider", "--energy-meter=codecarbon", "-rs")
-
-
-# -- hostile forms ------------------------------------------------------------------------------
-
-
-def form_fifo(path: Path) -> None:
-    os.mkfifo(path)
-
-
-def form_device(path: Path) -> None:
-    os.symlink("/dev/zero", path)  # a device that never ends; only ever read, and a discard unlinks the link
-
-
-def form_directory(path: Path) -> None:
-    path.mkdir()
-    (path / "inside").write_text("x", encoding="utf-8")
-
-
-def form_symlink_loop(path: Path) -> None:
-    os.symlink(path.name, path)
-
-
-def form_empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
-def form_huge(path: Path) -> None:
-    with open(path, "wb") as handle:
-        handle.truncate(SMALL_CAP + 1)  # sparse: the limits are lowered to SMALL_CAP for the rows
-
-
-def form_not_text(path: Path) -> None:
-    path.write_bytes(b"\xff\xfe\x00{\x80")
-
-
-def form_unreadable(path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads a file of mode 000; tests/test_plugin_baseline.py refuses the read by monkeypatch instead")
-    path.write_text("{}", encoding="utf-8")
-    path.chmod(0)
-
-
-FORMS: Dict[str, Callable[[Path], None]] = {
-    "fifo": form_fifo, "device": form_device, "directory": form_directory, "symlink-loop": form_symlink_loop,
-    "empty": form_empty, "huge": form_huge, "not-text": form_not_text, "unreadable": form_unreadable,
-}
-# values written as raw JSON text, so that what Python would not write (NaN, 1e999, a 400-digit integer) gets in
-VALUES: Dict[str, str] = {
-    "nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "1e308": "1e308", "5e-324": "5e-324",
-    "10^400": str(10 ** 400), "negative": "-1.0", "zero": "0",
-}
-
-
-@pytest.fixture
-def fifos(tmp_path: Path) -> Iterator[None]:
-    """At teardown, end any read still blocked on a fifo under ``tmp_path`` (the old code's hang)."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_fifo():
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader left
-                pass
-
-
-def finishes(call: Callable[[], Any], deadline_s: float = DEADLINE_S) -> Any:
-    """``call()``, failing the test if it does not return within ``deadline_s`` (a hang)."""
-    outcome: Dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as error:  # handed to the test's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(deadline_s)
-    if thread.is_alive():
-        pytest.fail(f"hung: no answer within {deadline_s:.0f} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def one_line(message: str) -> str:
-    assert message and "\n" not in message and "Traceback" not in message, message
-    return message
 
 
 # -- what each reader must do with a hostile file --------------------------------------------------
@@ -332,7 +243,7 @@ NUMBERS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None)
 @given(energies=st.lists(NUMBERS, min_size=1, max_size=4))
 def test_property_a_cached_baseline_is_used_only_within_the_plausible_range(energies: List[Any]) -> None:
     """Whatever numbers an entry holds, an entry is used only if every repeat lies in [1 mJ, 1 TWh]."""
@@ -356,7 +267,7 @@ def test_property_a_cached_baseline_is_used_only_within_the_plausible_range(ener
     assert 1e-3 <= used.energy_j <= MAX_ENERGY_J and math.isfinite(0.001 / used.energy_j)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(energy=NUMBERS)
 def test_property_a_stored_run_is_used_only_with_plausible_energies(energy: Any) -> None:
     """A stored test's energy is used only if it is zero or in [1 µJ, 1 TWh]: a growth over it is finite."""
