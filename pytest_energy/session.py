@@ -573,7 +573,14 @@ class EnergySession:
             "notices": list(self.notices),
             "complete": self._finished,
         }
-        return self.accounted_records(), self.environment, self.settings.metadata, session, extra
+        return self.accounted_records(), self.environment or self._unmeasured_environment(), self.settings.metadata, \
+            session, extra
+
+    def _unmeasured_environment(self) -> Dict[str, Any]:
+        """The environment of a report whose tests never opened the meter (all skipped at setup, or crashed)."""
+        from .measure.machine import environment
+
+        return environment({"sources": {}})
 
     def write_json(self) -> None:
         """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report.
