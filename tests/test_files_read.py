@@ -5,7 +5,9 @@ reader the plugin calls (``RunStore.latest``, ``BaselineCache.load``, the activi
 session-total files, ``read_pyproject``, the trend CLI) on that form, in a thread with a
 deadline, so a hang is a failure and not a stuck CI; the row says what must come out (one
 line and the entry discarded, or a one-line usage error). A fifo left blocking a reader of
-the old code is opened for writing at teardown, which ends the read.
+the old code is opened for writing at teardown, which ends the read. The read limits are
+lowered with ``raising=False``, so that the rows run, and fail for their own reason, on code
+that has no limit.
 
 The plugin runs (``pytester`` in a subprocess with a timeout) prove the instances the issue
 found, each of which failed on the code before this change: a cached baseline of 1e308 J
@@ -17,6 +19,7 @@ then throws hostile numbers at cache entries and stored runs.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import os
@@ -70,7 +73,7 @@ def valid_run(energy_j: float = 1.0) -> Dict[str, Any]:
 
 def stored_run_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: pytest.MonkeyPatch) -> None:
     """The latest valid run is used; the hostile newer file is skipped with one line naming it."""
-    monkeypatch.setattr(runs, "MAX_RUN_BYTES", SMALL_CAP)
+    monkeypatch.setattr(runs, "MAX_RUN_BYTES", SMALL_CAP, raising=False)
     store = RunStore(tmp_path / ".energy")
     folder = store.directory / FINGERPRINT
     folder.mkdir(parents=True)
@@ -89,7 +92,7 @@ def stored_run_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: p
 
 def baseline_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: pytest.MonkeyPatch) -> None:
     """The entry is discarded with one line naming it and saying why; nothing of it is used."""
-    monkeypatch.setattr(baseline_cache, "MAX_ENTRY_BYTES", SMALL_CAP)
+    monkeypatch.setattr(baseline_cache, "MAX_ENTRY_BYTES", SMALL_CAP, raising=False)
     cache = BaselineCache(tmp_path / "energy-baseline")
     cache.directory.mkdir()
     spoil(cache.path(FINGERPRINT))
@@ -102,7 +105,7 @@ def activity_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: pyt
     """The machine's activity file: refused with an OSError (the session says it in one line), or read as empty."""
     from pytest_energy.measure import overlap
 
-    monkeypatch.setattr(overlap, "MAX_STATE_BYTES", SMALL_CAP)
+    monkeypatch.setattr(overlap, "MAX_STATE_BYTES", SMALL_CAP, raising=False)
     activity = Activity(tmp_path)
     spoil(activity.path)
     try:
@@ -117,7 +120,7 @@ def session_total_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch
     """The xdist session's shared total: refused with an OSError, or counted afresh, never below what was added."""
     from pytest_energy.measure import overlap
 
-    monkeypatch.setattr(overlap, "MAX_STATE_BYTES", SMALL_CAP)
+    monkeypatch.setattr(overlap, "MAX_STATE_BYTES", SMALL_CAP, raising=False)
     path = tmp_path / "session-energy.json"
     spoil(path)
     try:
@@ -132,7 +135,7 @@ def pyproject_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: py
     """A pyproject.toml: one-line ``ConfigError`` (a usage error), or no settings when it is empty."""
     from pytest_energy import config
 
-    monkeypatch.setattr(config, "MAX_PYPROJECT_BYTES", SMALL_CAP)
+    monkeypatch.setattr(config, "MAX_PYPROJECT_BYTES", SMALL_CAP, raising=False)
     path = tmp_path / "pyproject.toml"
     spoil(path)
     try:
@@ -148,7 +151,7 @@ def trend_input_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: 
     """A trend input in a directory: ``pytest-energy trend`` ends with exit 2 and one line (or skips it)."""
     from pytest_energy.organise import readers
 
-    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", SMALL_CAP)
+    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", SMALL_CAP, raising=False)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     spoil(inputs / "report.json")
@@ -395,7 +398,8 @@ def test_every_hostile_file_in_the_run_store_is_skipped_with_one_line_in_one_run
     for index, (name, spoil) in enumerate(sorted(FORMS.items())):
         if name in ("huge", "unreadable"):
             continue  # a 64 MiB read per run: the row above covers it with a lowered limit
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(runs.run_time(stored) + 1 + index))
+        stored_at = calendar.timegm(time.strptime(stored.name[:15], "%Y%m%dT%H%M%S"))
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(stored_at + 1 + index))
         path = folder / f"{stamp}.000000_{name}.json"  # newer than the stored run: tried first
         spoil(path)
         hostile.append(path)
