@@ -39,10 +39,14 @@ def read_bytes_bounded(path: str | os.PathLike, max_bytes: int) -> bytes:
     file, or larger than ``max_bytes``.
     """
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
             raise NotARegularFileError(f"{path} is {_kind(mode)}, not a regular file")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise TooLargeError(f"{path} is larger than {max_bytes} bytes, the most read from such a file")
