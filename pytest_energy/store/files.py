@@ -4,7 +4,9 @@ Every write replaces the file in one step (a temporary file beside the target, t
 rename), through symlinks, and refuses a target that is not a regular file. Every read of
 a file another process or person may have put there (stored runs, baseline cache entries,
 trend inputs) opens it without blocking, refuses anything but a regular file (a fifo would
-hang the run, a device never ends) and reads at most a given number of bytes.
+hang the run, a device never ends) and reads at most a given number of bytes. A session
+holds a lock beside the report it writes (``claim_report``), so two sessions never replace
+each other's report.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def claim_report(path: str | os.PathLike) -> Any:
         return lock
     while True:
         try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)  # the report's directory, made now rather than later
             descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o666)
         except OSError:
             return None
