@@ -348,16 +348,16 @@ def cached_entry(project: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("energy, why", [
+@pytest.mark.parametrize("raw_energy, why", [
     ("1e308", "1e+308 J is above 3.6e+15 J (1 TWh)"), ("5e-324", "5e-324 J is below 0.001 J"),
 ])
 def test_a_cached_baseline_far_out_of_range_is_discarded_and_measured_again(
-    project: Path, energy: str, why: str
+    project: Path, raw_energy: str, why: str
 ) -> None:
     """1e308 J made every normalised cap pass; 5e-324 J made the factor infinite and the report unwritable."""
     path = cached_entry(project)
     data = json.loads(path.read_text(encoding="utf-8"))
-    text = json.dumps({**data, "energy_j": "@", "energies_j": ["@"], "std_j": 0.0}).replace('"@"', energy)
+    text = json.dumps({**data, "energy_j": "@", "energies_j": ["@"], "std_j": 0.0}).replace('"@"', raw_energy)
     path.write_text(text, encoding="utf-8")
     result = run_plugin(project, "--energy-normalized")
     output = no_crash(result)
