@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
 from .measure import METER_CHOICES
+from .store.files import read_bytes_bounded
 from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
 
 PHASES = ("train", "test")
@@ -23,6 +24,7 @@ DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
 CAP_MODES = ("fail", "warn")
 BASELINE_MODES = ("use", "refresh", "off")
 NORMALIZATION_RULES = ("one-point", "two-point")
+MAX_PYPROJECT_BYTES = 16 * 2**20  # a pyproject.toml is a few kilobytes
 
 
 class ConfigError(Exception):
@@ -214,10 +216,9 @@ def read_pyproject(path: Path) -> Dict[str, Any]:
         import tomllib
     else:
         import tomli as tomllib
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    try:  # a fifo or device is refused, not waited on; UnicodeDecodeError is a ValueError
+        document = tomllib.loads(read_bytes_bounded(path, MAX_PYPROJECT_BYTES).decode("utf-8"))
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read [tool.pytest-energy]: {exc}") from None
     table = document.get("tool", {}).get("pytest-energy", {})
     if not isinstance(table, dict):

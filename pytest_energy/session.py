@@ -38,7 +38,7 @@ from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
-from .store.files import NotARegularFileError, regular_file_target
+from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
 
@@ -85,8 +85,12 @@ class EnergySession:
         self.normalization: Optional[Normalization] = None
         self._baseline_json: List[Dict[str, Any]] = []  # on the controller: the targets as a worker last saw them
         self._accounted: Tuple[Optional[Normalization], List[Record]] = (None, [])  # see accounted_records
-        self._json_failed = False
+        self._json_error: Optional[str] = None  # why the last write of the JSON report failed
+        self._json_tests: Optional[int] = None  # how many tests the report file holds, once one write succeeded
+        self._finished = False  # the final report is being written: it says "complete": true
+        self._store_error: Optional[str] = None  # why --energy-autosave could not store this run
         self._report: Optional[ReportWriter] = None
+        self._report_lock: Any = None
         self._checkpoints: Optional[Checkpoints] = None
         self.saved_run: Optional[Path] = None
         try:
@@ -115,6 +119,11 @@ class EnergySession:
                 self._stored_run = StoredRun.from_document(*self.run_store().load(compare))
             except RunStoreError as exc:
                 raise ConfigError(str(exc)) from None
+        if self._report is not None:  # last: a usage error above leaves no lock held
+            try:
+                self._report_lock = claim_report(self._report.path)
+            except ReportInUseError as exc:
+                raise ConfigError(f"--energy-json: {exc}; give each session its own report path") from None
 
     @property
     def is_worker(self) -> bool:
@@ -435,14 +444,14 @@ class EnergySession:
             state.extra["energy_normalized_j"] = self.normalization.normalize(state.measurement.total_j)
         count_error = self._count_macs(state, macs_input, model) if macs_input is not None and model else None
         limits = self.limits()
-        failures = check(self._figures(nodeid, state, state.measurement), limits)
+        failures = check(self._figures(nodeid, state, state.measurement), limits) if outcome != "skipped" else []
         regression = next((failure for failure in failures if failure.limit == "regression"), None)
         if regression is not None:
             state.extra["comparison"] = {"run": limits.stored.path.name,  # type: ignore[union-attr]
                                          "verdict": regression.verdict, "message": regression.message}
         if "macs" in state.extra and count_error is None:
             state.extra["complexity_verdict"] = complexity_verdict(failures, limits)
-        verdict = verdict_of(failures, state.cap_j)
+        verdict = verdict_of(failures, state.cap_j) if outcome != "skipped" else "skipped"  # it tested nothing
         failures += [count_error] if count_error else []
         fail_with = None
         if failures and self.settings.cap_mode == "warn":
@@ -519,7 +528,7 @@ class EnergySession:
                     spread = self.baseline.measured(nodeid, energies, self.environment["hardware"],
                                                     state.measurement.meter,  # type: ignore[union-attr]
                                                     cache=not contention and self.launch_rank in (None, 0))
-                except (BaselineCacheError, OSError) as exc:
+                except (BaselineCacheError, OSError, ValueError) as exc:  # ValueError: an implausible energy
                     self.notice(f"cannot cache the baseline: {exc}")
                     spread = None
                 if contention:
@@ -583,6 +592,16 @@ class EnergySession:
         if self._checkpoints is not None:
             self._checkpoints.changed()
 
+    def worker_crashed(self, nodeid: str, location: Location, message: str) -> None:
+        """On the controller: a test whose xdist worker died while running it is in the report, an error."""
+        if self.is_worker or any(record.nodeid == nodeid for record in self.records):
+            return
+        state = self.test_state(None, False)
+        self.records.append(self._record(nodeid, location, state, "error", "unmeasured",
+                                         [CapFailure(f"{message}: not measured", "unmeasured", "crash")]))
+        if self._checkpoints is not None:
+            self._checkpoints.changed()
+
     def _merged_baseline(self, targets: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """The baseline targets a worker reports, keeping a target's energy that another worker measured."""
         known = {target.get("nodeid"): target for target in self._baseline_json if target.get("energy_j") is not None}
@@ -615,12 +634,14 @@ class EnergySession:
             self.notice(overlap)
         if self._checkpoints is not None:
             self._checkpoints.close()
+        self._finished = True
         self.write_json()
         if self.settings.autosave and self.records and self.writes_reports:
             try:
                 self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
             except OSError as exc:
-                self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
+                self._store_error = f"cannot store this run under {self.settings.storage}: {exc}"
+                self.notice(self._store_error)
 
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
@@ -631,6 +652,8 @@ class EnergySession:
     def close(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.close()
+        if self._report_lock is not None:
+            self._report_lock.release()
         self._stopper.uninstall()
         if self._machine_lock is not None:
             self._machine_lock.release()
@@ -727,19 +750,45 @@ class EnergySession:
             "baseline": self._baseline_json or [target.to_json() for target in self.baseline.targets],
             "reference": self.settings.reference.to_json(),
             "notices": list(self.notices),
+            "complete": self._finished,
         }
-        return self.accounted_records(), self.environment, self.settings.metadata, session, extra
+        return self.accounted_records(), self.environment or self._unmeasured_environment(), self.settings.metadata, \
+            session, extra
+
+    def _unmeasured_environment(self) -> Dict[str, Any]:
+        """The environment of a report whose tests never opened the meter (all skipped at setup, or crashed)."""
+        from .measure.machine import environment
+
+        return environment({"sources": {}})
 
     def write_json(self) -> None:
-        """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report."""
-        if self._report is None or self._json_failed:
+        """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report.
+
+        A write that fails (a full disk, a read-only file system, a value JSON cannot hold) is
+        tried again by the next checkpoint; ``report_failure`` says whether the last one failed.
+        """
+        if self._report is None:
             return
+        parts = self._document_parts()
         try:
             with signals_deferred():  # Ctrl-C or SIGTERM now takes effect once the file is complete
-                self._report.write(*self._document_parts())
-        except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold: say so, go on
-            self._json_failed = True
-            self.notice(f"cannot write the energy JSON report to {self.settings.json}: {exc}")
+                self._report.write(*parts)
+        except (OSError, TypeError, ValueError) as exc:
+            self._json_error = str(exc)
+        else:
+            self._json_error, self._json_tests = None, len(parts[0])
+
+    def files_not_written(self) -> bool:
+        """Whether a file the user asked for (the JSON report, the stored run) is not complete on disk."""
+        return self.report_failure() is not None or self._store_error is not None
+
+    def report_failure(self) -> Optional[str]:
+        """Why the JSON report the user asked for is not complete on disk; None when it is (or none was asked for)."""
+        if self._report is None or self._json_error is None:
+            return None
+        held = ("nothing of this session was written there" if self._json_tests is None else
+                f"it holds the last checkpoint, {self._json_tests} of {len(self.records)} tests, marked \"complete\": false")
+        return f"cannot write the energy JSON report to {self.settings.json}: {self._json_error}; {held}"
 
     def add_to_junit(self, path: Path, shown_as: str, prefix: Optional[str]) -> None:
         """Normalised energies and EW scores into the ``--junitxml`` file, from the records the JSON report accounts.
@@ -756,7 +805,8 @@ class EnergySession:
 
     def summary_lines(self, width: int) -> List[str]:
         """The terminal's energy section (without its title): notices, the table, accounting, where reports went."""
-        if self.is_worker or not (self.records or self.notices):
+        report_failure = self.report_failure()
+        if self.is_worker or not (self.records or self.notices or report_failure):
             return []
         records = self.accounted_records()
         lines = [f"pytest-energy: {message}" for message in self.notices]
@@ -766,11 +816,11 @@ class EnergySession:
         if session_cap:
             lines.append(session_cap)
         if not records:
-            return lines
+            return lines + ([f"pytest-energy: {report_failure}"] if report_failure else [])
         lines += summary_table(records, self.settings.unit).render_text(width)
         lines += accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit)
         lines += [f"  note: {line}" for line in caveats(records)]
-        if self._report is not None and not self._json_failed:
+        if self._report is not None and self._json_error is None:
             lines.append(f"energy report written to {self.settings.json}")
         if self.stored_run() is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
@@ -780,6 +830,8 @@ class EnergySession:
             lines += github.annotations(records, "warning" if self.settings.cap_mode == "warn" else "error")
             try:
                 github.write_summary(github.summary_markdown(records, self.settings.unit))
-            except OSError as exc:
-                self.notice(f"cannot write the GitHub job summary: {exc}")
+            except OSError as exc:  # said here: a notice now would come after the lines that show notices
+                lines.append(f"pytest-energy: cannot write the GitHub job summary: {exc}")
+        if report_failure:
+            lines.append(f"pytest-energy: {report_failure}")
         return lines

@@ -24,10 +24,17 @@ STATE = pytest.StashKey[TestState]()
 
 
 def baseline_cache_dir(config: pytest.Config) -> Path:
-    """Where baseline energies are cached: pytest's cache directory (``.pytest_cache``)."""
+    """Where baseline energies are cached: pytest's cache directory (``.pytest_cache``).
+
+    A file or a dangling link in the directory's place is left for the cache to refuse with
+    one line (pytest's ``cache.mkdir`` would raise an internal error).
+    """
     cache = getattr(config, "cache", None)
     if cache is not None:
-        return Path(cache.mkdir("energy-baseline"))
+        try:
+            return Path(cache.mkdir("energy-baseline"))
+        except OSError:
+            return Path(getattr(cache, "_cachedir", Path(config.rootpath, ".pytest_cache")), "d", "energy-baseline")
     return Path(config.rootpath, ".pytest_cache", "d", "energy-baseline")
 
 
@@ -180,17 +187,22 @@ class EnergyPlugin:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.session.receive(getattr(report, "energy_payload", None))
+        if report.when == "???" and report.failed:  # xdist's report of a test whose worker crashed
+            path, line, _ = report.location
+            self.session.worker_crashed(report.nodeid, (path, (line or 0) + 1), str(report.longrepr))
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
         """Write the reports after every plugin's own ``pytest_sessionfinish``, before the terminal summary.
 
         pytest's junitxml writes its file there: the accounted figures are added to it afterwards.
+        A JSON report or stored run that was asked for and could not be written makes a green run exit 1.
         """
         yield
         self.session.finish()
-        if self.session.session_cap_fails_run() and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests it skipped did not fail, but the run does
+        if (self.session.session_cap_fails_run() or self.session.files_not_written()) \
+                and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the session cap, or a report asked for and not written
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath and not self.session.is_worker:
             path = Path(self.config.invocation_params.dir, os.path.expanduser(os.path.expandvars(xmlpath)))

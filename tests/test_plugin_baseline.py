@@ -21,6 +21,7 @@ import pytest
 from junit_read import junit_properties_by_test
 from pytest_energy.account.presets import ReferenceValues
 from pytest_energy.baseline_plan import MARKER, BaselinePlan
+from pytest_energy.account import baseline_cache
 from pytest_energy.account.baseline_cache import BaselineCache, BaselineEntry
 from pytest_energy.config import ConfigError, Settings
 from suites import BURN, NORMALISED_CAP_SUITE
@@ -299,7 +300,7 @@ SPOILED_ENTRIES = {  # how an entry is spoiled -> what the discard line says
                     "$.energy_j: 0.0 is less than or equal to the minimum of 0"),
     "future": (lambda path: rewrite_entry(path, measured_at='"2999-01-01T00:00:00+00:00"'),
                "it is dated 2999-01-01T00:00:00+00:00, in the future"),
-    "directory": (lambda path: (path.unlink(), path.mkdir(), (path / "x").write_text("x")), "*Is a directory*"),
+    "directory": (lambda path: (path.unlink(), path.mkdir(), (path / "x").write_text("x")), "*is a directory, not a regular file*"),
 }
 
 
@@ -328,14 +329,14 @@ def test_an_unreadable_entry_is_discarded_with_one_line(
     measure: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = seed_cache(pytester, measure)
-    real_read_bytes = Path.read_bytes
+    real_read = baseline_cache.read_bytes_bounded
 
-    def refuse(self: Path) -> bytes:
-        if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def refuse(read_path: Path, max_bytes: int) -> bytes:  # root reads a file of mode 000
+        if Path(read_path) == path:
+            raise PermissionError(13, "Permission denied", str(read_path))
+        return real_read(read_path, max_bytes)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(baseline_cache, "read_bytes_bounded", refuse)
     run = measure()
     no_crash(run.result)
     run.result.assert_outcomes(passed=2, warnings=0)

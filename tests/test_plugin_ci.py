@@ -10,9 +10,11 @@ here too, so its pytest options cannot drift from the plugin's.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
@@ -248,7 +250,13 @@ def test_first_gated_run_with_an_empty_store_runs_and_warns(run_energy: Callable
     run.result.stdout.fnmatch_lines(["*no stored run yet*"])
 
 
-NEWER = "29990101T000000.000000_newer.json"  # sorts after every run stored today
+NEWER = "29990101T000000.000000_newer.json"  # sorts after every run stored today (a run dated in the future)
+
+
+def newer_than(stored: Path) -> Path:
+    """A stored run's name a second after ``stored``: the latest, and not dated in the future."""
+    seconds = calendar.timegm(time.strptime(stored.name[:15], "%Y%m%dT%H%M%S")) + 1
+    return stored.parent / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.000000_newer.json"
 
 
 def store_one_run(run_energy: Callable, pytester: pytest.Pytester) -> Path:
@@ -322,7 +330,7 @@ SPOILED_RUNS = {  # how the newest stored run is spoiled -> what the line about 
                           "$.tests[[]0[]].energy_j: inf is not a finite number"),
     "huge-int": (lambda path, doc: write_raw_test(path, doc, energy_j=str(10 ** 400)),
                  "$.tests[[]0[]].energy_j: 1000*… is not a finite number"),
-    "directory": (lambda path, doc: path.mkdir(), "*Is a directory*"),
+    "directory": (lambda path, doc: path.mkdir(), "*is a directory, not a regular file*"),
 }
 
 
@@ -332,7 +340,7 @@ def test_a_stored_run_that_is_not_a_valid_report_is_skipped_with_one_line_or_ref
 ) -> None:
     stored = store_one_run(run_energy, pytester)
     spoil, why = SPOILED_RUNS[spoiled]
-    newer = stored.parent / NEWER
+    newer = newer_than(stored)
     spoil(newer, json.loads(stored.read_text(encoding="utf-8")))
 
     pytester.makepyfile(test_gate=gate_suite(0.1))
@@ -395,16 +403,16 @@ def test_an_unreadable_stored_run_is_skipped(
     run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stored = store_one_run(run_energy, pytester)
-    newer = stored.parent / NEWER
+    newer = newer_than(stored)
     newer.write_text(stored.read_text(encoding="utf-8"), encoding="utf-8")
-    real_read_text = Path.read_text
+    real_read = runs.read_bytes_bounded
 
-    def refuse(self: Path, *args: Any, **kwargs: Any) -> str:
-        if self == newer:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_text(self, *args, **kwargs)
+    def refuse(path: Path, max_bytes: int) -> bytes:
+        if Path(path) == newer:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path, max_bytes)
 
-    monkeypatch.setattr(Path, "read_text", refuse)
+    monkeypatch.setattr(runs, "read_bytes_bounded", refuse)
     pytester.makepyfile(test_gate=gate_suite(0.1))
     run = run_energy("--energy-meter=codecarbon", "--energy-compare-fail=10%")
     run.result.assert_outcomes(passed=1)

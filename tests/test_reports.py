@@ -155,13 +155,14 @@ def test_report_file_gets_the_permissions_of_an_ordinary_file(tmp_path: Path) ->
     assert oct((tmp_path / "energy.json").stat().st_mode & 0o777) == oct((tmp_path / "ordinary.json").stat().st_mode & 0o777)
 
 
-def test_unwritable_json_path_is_a_warning_not_a_crash(pytester: pytest.Pytester) -> None:
+def test_unwritable_json_path_is_one_line_and_a_red_run_not_a_crash(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("import pytest\n\n@pytest.mark.energy\ndef test_marked():\n    pass\n")
     pytester.makefile("", blocker="a file where the report's directory should be")
     result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none", "--energy-json=blocker/energy.json")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the report asked for is not there: not a green run
     result.assert_outcomes(passed=1, warnings=0)
-    result.stdout.fnmatch_lines(["*pytest-energy: cannot write the energy JSON report to blocker/energy.json*"])
+    result.stdout.fnmatch_lines(["pytest-energy: cannot write the energy JSON report to blocker/energy.json: *; "
+                                 "nothing of this session was written there"])
     result.stdout.no_fnmatch_line("*energy report written to*")
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -6,8 +6,10 @@ by machines of different kinds keeps one entry for each. Writes go to a temporar
 file that replaces the entry atomically, under a ``filelock.FileLock``; reads take
 the same lock, so a reader never discards an entry another process is writing. An
 entry that cannot be read, is not valid JSON, breaks ``baseline-cache-schema.json`` (which
-also refuses an energy that is not a finite number of joules more than zero), or is dated
-in the future, is deleted and reported, never used.
+also refuses an energy that is not a finite number of joules more than zero), holds an
+energy outside the plausible range of a baseline (``store/plausible.py``: 1 mJ to 1 TWh), or
+is dated in the future, is deleted and reported, never used. An entry is read without
+blocking: a fifo or device in its place is refused, not waited on.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..measure.machine import fingerprint
-from ..store.files import write_text_atomically
+from ..store.files import read_bytes_bounded, write_text_atomically
+from ..store.plausible import MIN_BASELINE_J, implausible_energy
 from ..store.schemas import BASELINE_CACHE_SCHEMA, check
 from ..units import format_energy
 
@@ -34,6 +37,7 @@ SPREAD_WARNING_CV = 0.20  # coefficient of variation above which repeats are cal
 LOCK_TIMEOUT_S = 60.0
 STATUSES = ("hit", "miss", "expired", "fingerprint-changed", "baseline-changed", "corrupt")
 CLOCK_SKEW_S = 300.0  # an entry dated later than this in the future is not trusted
+MAX_ENTRY_BYTES = 2**20  # an entry is about a kilobyte; more is not an entry
 
 
 class BaselineCacheError(Exception):
@@ -151,6 +155,10 @@ class BaselineEntry:
         """
         check(data, BASELINE_CACHE_SCHEMA)
         data = cast(Dict[str, Any], data)  # the schema says it is an object
+        for index, energy in enumerate(data["energies_j"]):
+            why = implausible_energy(energy, MIN_BASELINE_J)
+            if why is not None:
+                raise ValueError(f"$.energies_j[{index}]: {why} (a baseline is between 1 mJ and 1 TWh)")
         if fingerprint(data["hardware"]) != data["fingerprint"]:
             raise ValueError("fingerprint does not match the hardware it describes")
         mean, std, _ = summarize_repeats(data["energies_j"])
@@ -209,10 +217,10 @@ class BaselineCache:
         path = self.path(fingerprint)
         with self._locked(fingerprint):
             try:
-                raw = path.read_bytes()
+                raw = read_bytes_bounded(path, MAX_ENTRY_BYTES)
             except FileNotFoundError:
                 return self._miss(fingerprint)
-            except OSError as error:  # a directory in its place, no permission to read it
+            except OSError as error:  # a directory, fifo or device in its place, no permission to read it
                 message = f"discarded the unreadable baseline cache entry {path}: {error}{_discard(path)}"
                 return Lookup(None, "corrupt", message)
             try:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too

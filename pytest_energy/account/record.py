@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..measure.base import COMPONENTS, Measurement, Reading
 
-VERDICTS = ("pass", "over-cap", "lower-bound", "no-cap", "unmeasured", "regression", "not-comparable", "warn")
+VERDICTS = ("pass", "over-cap", "lower-bound", "no-cap", "unmeasured", "regression", "not-comparable", "warn", "skipped")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "interrupted")
 
 

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ ACTIVITY_NAME = "pytest-energy-activity.json"
 LOCK_WAIT_S = 0.25  # a lock is held for well under a millisecond: one held longer is stuck
 STATE_DIR_ENV = "PYTEST_ENERGY_STATE_DIR"
 MACHINE_DIRS = ("/dev/shm", "/run/lock")  # the same for every process of the machine (or container), any TMPDIR
+MAX_STATE_BYTES = 2**20  # the activity file lists open windows: a few hundred bytes each
 STALE_WINDOW_S = 24 * 3600.0  # where a process cannot be asked whether it lives (Windows), its windows expire
 
 
@@ -52,14 +54,15 @@ def _open_shared(path: Path) -> int:
     An existing file is opened without ``O_CREAT``: in a sticky world-writable directory
     (``/dev/shm``) Linux refuses ``O_CREAT`` on another user's file (``fs.protected_regular``).
     """
+    flags = os.O_RDWR | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # a fifo or device must not block
     try:
-        return os.open(path, os.O_RDWR)
+        return os.open(path, flags)
     except FileNotFoundError:
         pass
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        descriptor = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:  # another process created it meanwhile
-        return os.open(path, os.O_RDWR)
+        return os.open(path, flags)
     with contextlib.suppress(OSError):
         os.fchmod(descriptor, 0o666)  # whatever the umask: other users' sessions use it too
     return descriptor
@@ -113,7 +116,11 @@ def _locked_json(path: Path, empty: Dict[str, Any], wait_s: float = LOCK_WAIT_S)
     """
     descriptor = _open_shared(path)
     with os.fdopen(descriptor, "r+b") as handle, _exclusive(path, descriptor, wait_s):
-        text = handle.read()
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a fifo would block the read, a device never end
+            raise OSError(f"{path} is not a regular file")
+        text = handle.read(MAX_STATE_BYTES + 1)
+        if len(text) > MAX_STATE_BYTES:  # not a state this file holds: start afresh
+            text = b""
         try:
             state = json.loads(text)
         except ValueError:
@@ -132,6 +139,8 @@ def _locked_json(path: Path, empty: Dict[str, Any], wait_s: float = LOCK_WAIT_S)
 def _alive(pid: object, started: object) -> bool:
     """Whether the process that opened a window still runs (so its window may still be open)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(started, (int, float)):
+        return False
+    if not 0 < pid < 2**31:  # 0 and -1 name groups of processes, a huge number overflows kill()
         return False
     if os.name == "nt":  # os.kill(pid, 0) would stop the process there
         return time.time() - started < STALE_WINDOW_S
@@ -207,6 +216,16 @@ class Activity:
                 if isinstance(window, list) and len(window) == 2 and _alive(*window)}
 
 
+def _joules(value: object) -> float:
+    """``value`` as a float; NaN when it is not a number or too large for one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
+
+
 class SharedTotal:
     """The joules a whole xdist session has spent so far: its workers add to one file in turn."""
 
@@ -216,9 +235,9 @@ class SharedTotal:
     def add(self, energy_j: float) -> float:
         """Add ``energy_j`` (0 to read); returns the session's total. Raises ``OSError`` if the file is unusable."""
         with _locked_json(self.path, {"energy_j": 0.0}) as state:
-            total = state["energy_j"]
-            if isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total):
-                total = 0.0
+            total = _joules(state["energy_j"])
+            if not 0 <= total < math.inf:
+                total = 0.0  # not a total this session wrote (NaN, infinite, negative): count afresh
             state["energy_j"] = total + energy_j
             return float(state["energy_j"])
 

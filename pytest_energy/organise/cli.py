@@ -109,7 +109,7 @@ def _plot(args: argparse.Namespace) -> int:
             collection, Path(args.output), kind=args.kind, score=score, energy=args.energy, baseline=args.baseline
         )
     except PlotError as error:
-        raise CliError(str(error)) from None
+        raise CliError(f"{error}; nothing was written") from None
     for note in collection.notes + notes:
         print(note, file=sys.stderr)
     print(f"wrote {args.output}")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of score against training energy, or against EW score")
     _add_inputs(plot)
-    plot.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plot.add_argument("-o", "--output", required=True, help="image to write, its format from its extension (.png, .svg, .pdf, ...)")
     plot.add_argument(
         "--kind", choices=KINDS, default="energy-score",
         help="energy-score: score against training energy (the paper's Fig. 1); "

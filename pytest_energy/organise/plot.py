@@ -18,12 +18,14 @@ canvas, leaving pyplot's global state alone).
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_energy.organise.readers import ReportError, read_report
 from pytest_energy.organise.systems import KWH_J, Collection, System
+from pytest_energy.store.files import NotARegularFileError, regular_file_target, write_bytes_atomically
 
 PLOT_INSTALL = 'pip install "pytest-energy[plot]"'
 MARKERS = {"single": "o", "ensemble": "^", "ensemble unstated": "s"}
@@ -100,7 +102,11 @@ def plot_trend(
     energy: str = "normalized",
     baseline: Optional[str] = None,
 ) -> List[str]:
-    """Write the PNG to ``output``; returns notes on what was left out."""
+    """Write the image to ``output`` (its format from its extension), in one step; returns notes on what was left out.
+
+    ``PlotError`` when ``output`` is not a regular file's name (a directory, fifo, device), has no
+    known image extension, or cannot be written (a read-only place, a full disk).
+    """
     if kind not in KINDS:
         raise PlotError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
     try:
@@ -110,6 +116,14 @@ def plot_trend(
         raise PlotError(f"plotting needs matplotlib: {PLOT_INSTALL}") from None
     if not output.parent.is_dir():
         raise PlotError(f"{output.parent}: no such directory")
+    image_format = output.suffix[1:].lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if image_format not in formats:
+        raise PlotError(f"{output}: the name must end in a known image extension ({', '.join('.' + name for name in sorted(formats))})")
+    try:
+        regular_file_target(output)
+    except NotARegularFileError as error:
+        raise PlotError(str(error)) from None
 
     notes: List[str] = []
     series: Dict[Tuple[str, str], List[System]] = {}
@@ -195,5 +209,10 @@ def plot_trend(
 
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(loc="best", fontsize=8, framealpha=0.9)
-    figure.savefig(output, dpi=150)
+    image = io.BytesIO()
+    figure.savefig(image, dpi=150, format=image_format)
+    try:  # in one step: a full disk or a read-only place leaves no half-written image
+        write_bytes_atomically(output, image.getvalue())
+    except OSError as error:
+        raise PlotError(f"cannot write {output}: {error.strerror or error}") from None
     return notes

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from pytest_energy.organise.dcase_data import parse_count, parse_score
+from pytest_energy.store.files import NotARegularFileError, TooLargeError, read_bytes_bounded
 from pytest_energy.organise.systems import KWH_J, Collection, FieldIssue, Rejection, System
 
 REPORT_SCHEMA = "pytest-energy/1"
@@ -152,13 +153,14 @@ class ReportError(ValueError):
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
     """The text of an input file of at most ``MAX_INPUT_BYTES``; raises ReportError if unreadable."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_INPUT_BYTES + 1)
+    try:  # a fifo or device is refused, not waited on
+        data = read_bytes_bounded(path, MAX_INPUT_BYTES)
+    except TooLargeError:
+        raise ReportError(f"larger than {MAX_INPUT_BYTES / 2**20:g} MiB, the limit for an input file") from None
+    except NotARegularFileError as error:
+        raise ReportError(f"cannot be read ({str(error).replace(str(path), 'it', 1)})") from None
     except OSError as error:
         raise ReportError(f"cannot be read ({error.strerror or error})") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise ReportError(f"larger than {MAX_INPUT_BYTES / 2**20:g} MiB, the limit for an input file")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError:

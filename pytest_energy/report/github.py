@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Iterable, List, Mapping, Optional
 
 from ..account.record import Record
@@ -73,12 +74,19 @@ def notice_annotation(message: str) -> str:
 
 
 def write_summary(markdown: str, environ: Mapping[str, str] = os.environ) -> Optional[str]:
-    """Append to ``$GITHUB_STEP_SUMMARY``; returns the path written, or None when unset."""
+    """Append to ``$GITHUB_STEP_SUMMARY``; returns the path written, or None when unset.
+
+    ``OSError`` when it cannot be written: not a regular file (a fifo, a directory), a full disk.
+    """
     path = environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return None
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(markdown)
+    # without blocking: a fifo with no reader would hang the session's end
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o666)
+    with os.fdopen(descriptor, "ab") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        handle.write(markdown.encode("utf-8"))
     return path
 
 

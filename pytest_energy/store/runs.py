@@ -8,10 +8,15 @@ whose energy grew by more than that (``decide/regression.py``). Runs on differen
 normalised energy, or not at all. Files that are not named like stored runs are not
 runs; a run that is not a valid report (checked against ``report-schema.json``, its numbers
 finite) is skipped with the reason: the JSON path of what is wrong, and jsonschema's message.
+A run is read without blocking (a fifo or device in the store is refused, not waited on), at
+most ``MAX_RUN_BYTES``; its tests' energies must be plausible (``plausible.py``), and the latest
+run of a hardware is the latest one not dated in the future (a run named 2999-... would
+otherwise shadow every newer one).
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import os
@@ -21,12 +26,16 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .files import write_atomically
+from .files import read_bytes_bounded, write_atomically
+from .plausible import MIN_MEASURED_J, implausible_energy
 from .schemas import REPORT_SCHEMA, check
 
 
 SCHEMA = "pytest-energy/1"  # the JSON report's schema: a stored run is a report
 RUN_NAME = re.compile(r"\d{8}T\d{6}(\.\d{6})?_[\w.-]+\.json")  # also the names of older versions, without microseconds
+MAX_RUN_BYTES = 64 * 2**20  # a stored test is about a kilobyte: room for 60 000 tests
+CLOCK_SKEW_S = 300.0  # a run named later than this in the future is not the latest
+COMPARED_ENERGIES = ("energy_j", "energy_normalized_j")  # what the regression gate reads of a stored test
 
 
 class RunStoreError(Exception):
@@ -43,6 +52,19 @@ def check_run_document(document: Any) -> None:
     fingerprint = document["environment"].get("fingerprint")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise ValueError("$.environment.fingerprint: the hardware fingerprint is missing or not a string")
+    for index, test in enumerate(document["tests"]):
+        for key in COMPARED_ENERGIES:
+            if test.get(key) is not None:
+                why = implausible_energy(test[key], MIN_MEASURED_J, zero_allowed=True)
+                if why is not None:
+                    raise ValueError(f"$.tests[{index}].{key}: {why}")
+
+
+def run_time(path: Path) -> float:
+    """The UTC time in a stored run's name, in seconds since the epoch."""
+    stamp = path.name.split("_", 1)[0]
+    seconds = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
+    return seconds + (float(stamp[15:]) if len(stamp) > 15 else 0.0)
 
 
 def commit_info(directory: Path) -> Dict[str, Any]:
@@ -113,7 +135,16 @@ class RunStore:
     def latest(self, fingerprint: str) -> Tuple[Path, Dict[str, Any], List[str]]:
         """The latest valid stored run of this hardware, and a line for each newer file skipped as invalid."""
         skipped = []
+        now = time.time()
         for path in reversed(self.runs(fingerprint)):
+            try:
+                future = run_time(path) > now + CLOCK_SKEW_S
+            except (ValueError, OverflowError):
+                skipped.append(f"stored run {path} cannot be used: its name is not a date: skipped it")
+                continue
+            if future:
+                skipped.append(f"stored run {path} is dated in the future (its name is later than now): skipped it")
+                continue
             try:
                 return path, self.read(path), skipped
             except RunStoreError as exc:
@@ -126,7 +157,7 @@ class RunStore:
     @staticmethod
     def read(path: Path) -> Dict[str, Any]:
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(read_bytes_bounded(path, MAX_RUN_BYTES).decode("utf-8"))
             check_run_document(document)
         except (OSError, ValueError, RecursionError) as exc:
             raise RunStoreError(f"stored run {path} cannot be used: {exc}") from None
