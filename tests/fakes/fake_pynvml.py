@@ -464,6 +464,11 @@ def nvmlDeviceGetHandleByUUID(uuid: Union[str, bytes]) -> Union[FakeHandle, Fake
     raise NVMLError(NVML_ERROR_NOT_FOUND)
 
 
+def nvmlDeviceGetIndex(handle: FakeHandle) -> int:
+    _current()._device(handle)
+    return handle.index
+
+
 def nvmlDeviceGetName(handle: FakeHandle) -> str:
     return _current()._device(handle).name
 
