@@ -26,7 +26,7 @@ from .config import ConfigError, EnergyMarker, Settings
 from .decide.limits import CapFailure, Figures, Limits, check, complexity_verdict, live_limit, verdict_of
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
-from .measure.meter import Meter
+from .measure.meter import OTHER_GPU_PROCESSES, OTHER_GPU_PROCESSES_NOTICE, Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
@@ -219,7 +219,11 @@ class EnergySession:
         if self.settings.session_cap_j is not None:
             state.session_left_j = self.settings.session_cap_j - self.session_energy_j()
         state.activity = self._register_window()
-        state.window = self.meter().window()
+        try:
+            state.window = self.meter().window()
+        except BaseException:  # a CUDA error met synchronising the devices: the test's, raised in its call
+            self._unregister_window(state.activity)
+            raise
         self._running = (nodeid, location, state)
         state.watchdog = self._watch(nodeid, state)
         state.in_call = True
@@ -230,8 +234,13 @@ class EnergySession:
         self._stopper.disarm()
         if state.watchdog is not None:
             state.watchdog.stop()
-        state.measurement = state.window.stop()  # type: ignore[union-attr]
-        self._unregister_window(state.activity)
+        try:
+            state.measurement = state.window.stop()  # type: ignore[union-attr]
+        finally:  # a CUDA error at the window's edge is raised after the window closed
+            state.measurement = state.window.result  # type: ignore[union-attr]
+            self._unregister_window(state.activity)
+        if state.measurement is not None and any(note.startswith(OTHER_GPU_PROCESSES) for note in state.measurement.notes):
+            self.notice(OTHER_GPU_PROCESSES_NOTICE)
 
     def _watch(self, nodeid: str, state: TestState) -> Optional[Watchdog]:
         """Start a watchdog that stops the test once an energy limit fails, with that limit's failure."""

@@ -42,10 +42,17 @@ def synchronize_accelerator() -> None:
         torch.cuda.synchronize(ordinal)
 
 
+OTHER_GPU_PROCESSES = "other processes ran on the measured GPU"
+OTHER_GPU_PROCESSES_NOTICE = (
+    f"{OTHER_GPU_PROCESSES} during some tests (each test's notes name them): a GPU's figure is device-wide, "
+    "so theirs include that energy (another CI job sharing the GPU shows up here)"
+)
+
+
 def other_processes_note(devices: Mapping[str, Tuple[int, ...]]) -> str:
     """What the window says when other processes ran on a measured GPU (its counter is device-wide)."""
     listed = "; ".join(f"{device}: PIDs {', '.join(map(str, pids))}" for device, pids in devices.items())
-    return (f"other processes ran on the measured GPU during this window ({listed}); the GPU's figure "
+    return (f"{OTHER_GPU_PROCESSES} during this window ({listed}); the GPU's figure "
             "is device-wide, so it includes their energy")
 
 
