@@ -155,11 +155,22 @@ def test_torchs_cuda_devices_are_found_by_uuid(monkeypatch: pytest.MonkeyPatch, 
     assert list(source.totals()) == ["gpu2"]
 
 
-def test_ordinals_on_different_models_under_fastest_first_are_not_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ordinals_on_different_models_under_fastest_first_are_not_guessed(monkeypatch: pytest.MonkeyPatch, meter_of) -> None:
+    """The GPU is unmeasured with the reason, and no other source measures a guessed set of GPUs instead."""
     install(monkeypatch, gpus(100.0, 200.0))  # two models: CUDA may put either first
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    with pytest.raises(SourceUnavailable, match="fastest first.*CUDA_DEVICE_ORDER=PCI_BUS_ID"):
-        NvmlSource().open()
+    measurement = meter_of().window().stop()
+    (gpu,) = [r for r in measurement.readings if r.component == "gpu"]
+    assert gpu.joules is None and gpu.method == "unmeasured"
+    assert "fastest first" in gpu.note and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in gpu.note
+
+
+def test_torch_on_a_board_in_mig_mode_is_a_slice(monkeypatch: pytest.MonkeyPatch, meter_of) -> None:
+    board = FakeGpu(uuid="GPU-0aaa", mig_uuids=("MIG-0aaa-1",))
+    install(monkeypatch, [board])
+    fake_torch(monkeypatch, ["0aaa"])  # an older CUDA naming the board, not the slice
+    (gpu,) = [r for r in meter_of().window().stop().readings if r.component == "gpu"]
+    assert gpu.joules is None and "MIG slice" in gpu.note
 
 
 def test_ordinals_under_pci_bus_id_follow_nvml(monkeypatch: pytest.MonkeyPatch, opened) -> None:

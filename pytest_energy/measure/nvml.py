@@ -93,6 +93,7 @@ class NvmlSource(Source):
         self._nvml: Optional[ModuleType] = None
         self._gpus: List[_Gpu] = []
         self._slices: List[str] = []  # MIG UUIDs this process uses: unmeasured
+        self._unresolved = ""  # which GPUs CUDA uses cannot be told: why (the GPU is unmeasured)
         self.notes: List[str] = []  # other GPUs that could not be opened
         self._driver = ""
         self._lock = threading.Lock()
@@ -131,8 +132,9 @@ class NvmlSource(Source):
             visible = self._by_torch(pynvml, uuids, handles)
         else:
             visible = cuda_visible(spec, self._boards(pynvml, handles), os.environ.get("CUDA_DEVICE_ORDER"))
-        if visible.unresolved:
-            raise SourceUnavailable(visible.unresolved)
+        if visible.unresolved:  # claimed all the same: no other source may measure a guessed set of GPUs
+            self._unresolved = visible.unresolved
+            return
         if not visible.devices:
             where = "" if spec is None or uuids is not None else f" (CUDA_VISIBLE_DEVICES={spec!r})"
             raise SourceUnavailable(f"no NVIDIA GPU visible{where}")
@@ -162,8 +164,9 @@ class NvmlSource(Source):
                     handle = pynvml.nvmlDeviceGetHandleByUUID(prefix + uuid)
                 except pynvml.NVMLError:
                     continue
-                if prefix == "MIG-":
-                    devices.append((-1, prefix + uuid))
+                mig = _mig_uuids(pynvml, handle) if prefix == "GPU-" else ()
+                if prefix == "MIG-" or mig:  # a slice, or a board in MIG mode: CUDA runs on one of its slices
+                    devices.append((-1, prefix + uuid if prefix == "MIG-" else mig[0]))
                 else:
                     index = pynvml.nvmlDeviceGetIndex(handle)
                     handles[index] = handle
@@ -202,7 +205,7 @@ class NvmlSource(Source):
 
     @property
     def components(self) -> FrozenSet[str]:
-        claimed = {"gpu"} if self._gpus or self._slices else set()
+        claimed = {"gpu"} if self._gpus or self._slices or self._unresolved else set()
         if any(gpu.module_scope for gpu in self._gpus):
             claimed.add("cpu")  # inside the module's figure: nothing may add it on top
         return frozenset(claimed)
@@ -219,6 +222,8 @@ class NvmlSource(Source):
                                      gpu.note, others=gpu.others)
                 for gpu in self._gpus
             }
+        if self._unresolved:
+            totals["gpu"] = DeviceTotal("gpu", "gpu", 0.0, "unmeasured", unmeasured=self._unresolved)
         for mig in self._slices:
             totals[mig] = DeviceTotal("gpu", mig, 0.0, "unmeasured", mig, unmeasured=(
                 "MIG slice: NVML has no per-slice energy, and the board's counter includes the other slices"))
