@@ -527,7 +527,11 @@ def step_three_ways(context: Context, result: StepResult) -> None:
     result.checks["window measured by nvml-counter"] = method == "nvml-counter"
     result.checks["reference sampled instant power without error"] = integral["error"] is None
     result.checks[f"reference sampled at >= 20 Hz ({options.integral_hz:g} Hz asked)"] = (integral["rate_hz"] or 0) >= 20
-    result.checks["counter within 10 % of the instant-power reference"] = ratio is not None and abs(ratio - 1) <= 0.10
+    # the counter moves in steps of its update period: on a short window that alone can be more than 10 %
+    tolerance = max(0.10, 2 * COUNTER_UPDATE_PERIOD_S / measurement.duration_s)
+    figures["reference_tolerance"] = tolerance
+    result.checks[f"counter within {100 * tolerance:.0f} % of the instant-power reference"] = (
+        ratio is not None and abs(ratio - 1) <= tolerance)
     result.summary = (
         f"{_fmt(counter_j, '.1f')} J on the counter in {measurement.duration_s:.1f} s "
         f"({_fmt(figures['counter_mean_w'], '.0f')} W); instant-power reference x{_fmt(ratio)} "

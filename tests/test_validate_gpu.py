@@ -92,7 +92,7 @@ def test_validate_gpu_runs_on_cpu_against_the_fake_nvml(tmp_path: Path) -> None:
     output = tmp_path / "validation.json"
     command = [
         sys.executable, str(SCRIPT), "--output", str(output), "--example", str(example),
-        "--probe-seconds", "0.3", "--load-seconds", "0.5", "--fallback-seconds", "0.3", "--burst-seconds", "0.4",
+        "--probe-seconds", "0.3", "--load-seconds", "1.0", "--fallback-seconds", "0.3", "--burst-seconds", "0.4",
         "--burst-period", "0.1", "--cap-after", "0.3", "--overhead-tests", "10", "--overhead-runs", "1",
     ]
     completed = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
@@ -111,7 +111,7 @@ def test_validate_gpu_runs_on_cpu_against_the_fake_nvml(tmp_path: Path) -> None:
     three_ways = steps["three_ways"]["figures"]
     assert three_ways["counter_method"] == "nvml-counter"
     assert three_ways["integral"]["rate_hz"] >= 20 and three_ways["integral"]["error"] is None
-    assert abs(three_ways["integral_over_counter"] - 1) <= 0.1, "the other process's instant-power integral"
+    assert abs(three_ways["integral_over_counter"] - 1) <= three_ways["reference_tolerance"], "the other process's integral"
     bursty = steps["sampling_fallback"]["figures"]["bursty"]
     assert (bursty["instant_method"], bursty["averaged_method"]) == ("nvml-instant-power-sampling", "nvml-averaged-power-sampling")
     assert steps["live_cap"]["figures"]["stopped_early"] is True
