@@ -29,7 +29,7 @@ from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.children import child_pids, still_running, terminate
 from .measure.interrupts import signals_deferred
-from .measure.meter import Meter
+from .measure.meter import OTHER_GPU_PROCESSES, OTHER_GPU_PROCESSES_NOTICE, Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.rank_exchange import ExchangeUnavailable, RankExchange
 from .measure.ranks import LaunchError, detect
@@ -255,7 +255,11 @@ class EnergySession:
             state.session_left_j = self.settings.session_cap_j - self.session_energy_j()
         state.activity = self._register_window()
         state.children_before = child_pids()
-        state.window = self.meter().window()
+        try:
+            state.window = self.meter().window()
+        except BaseException:  # a CUDA error met synchronising the devices: the test's, raised in its call
+            self._unregister_window(state.activity)
+            raise
         self._running = (nodeid, location, state)
         state.watchdog = self._watch(nodeid, state)
         state.in_call = True
@@ -266,8 +270,13 @@ class EnergySession:
         self._stopper.disarm()
         if state.watchdog is not None:
             state.watchdog.stop()
-        state.measurement = state.window.stop()  # type: ignore[union-attr]
-        self._unregister_window(state.activity)
+        try:
+            state.measurement = state.window.stop()  # type: ignore[union-attr]
+        finally:  # a CUDA error at the window's edge is raised after the window closed
+            state.measurement = state.window.result  # type: ignore[union-attr]
+            self._unregister_window(state.activity)
+        if state.measurement is not None and any(note.startswith(OTHER_GPU_PROCESSES) for note in state.measurement.notes):
+            self.notice(OTHER_GPU_PROCESSES_NOTICE)
         if self._ranks is not None and self._running is not None:  # every rank decides on the ranks' figure
             state.measurement = self._ranks.combine(self._running[0], state.measurement)
         nodeid = self._running[0] if self._running else "a measured test"

@@ -92,7 +92,7 @@ def test_validate_gpu_runs_on_cpu_against_the_fake_nvml(tmp_path: Path) -> None:
     output = tmp_path / "validation.json"
     command = [
         sys.executable, str(SCRIPT), "--output", str(output), "--example", str(example),
-        "--probe-seconds", "0.3", "--load-seconds", "0.5", "--fallback-seconds", "0.3", "--burst-seconds", "0.4",
+        "--probe-seconds", "0.3", "--load-seconds", "1.0", "--fallback-seconds", "0.3", "--burst-seconds", "0.4",
         "--burst-period", "0.1", "--cap-after", "0.3", "--overhead-tests", "10", "--overhead-runs", "1",
     ]
     completed = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
@@ -108,14 +108,18 @@ def test_validate_gpu_runs_on_cpu_against_the_fake_nvml(tmp_path: Path) -> None:
         assert step["figures"] if step["status"] == "ok" else step["reason"], (name, step)
     facts = steps["nvml_facts"]["figures"]
     assert facts["driver"] == "550.54.15" and facts["counter_supported"] and facts["counter_steps"] > 0
-    assert steps["three_ways"]["figures"]["counter_method"] == "nvml-counter"
-    assert steps["three_ways"]["figures"]["integral"]["energy_j"] > 0
-    assert steps["sampling_fallback"]["figures"]["bursty"]["sampling_method"] == "nvml-power-sampling"
+    three_ways = steps["three_ways"]["figures"]
+    assert three_ways["counter_method"] == "nvml-counter"
+    assert three_ways["integral"]["rate_hz"] >= 20 and three_ways["integral"]["error"] is None
+    assert abs(three_ways["integral_over_counter"] - 1) <= three_ways["reference_tolerance"], "the other process's integral"
+    bursty = steps["sampling_fallback"]["figures"]["bursty"]
+    assert (bursty["instant_method"], bursty["averaged_method"]) == ("nvml-instant-power-sampling", "nvml-averaged-power-sampling")
     assert steps["live_cap"]["figures"]["stopped_early"] is True
     assert steps["overhead"]["figures"]["tests"] == 10
     assert steps["macs_on_cuda"] == {**steps["macs_on_cuda"], "status": "skipped", "reason": "no CUDA"}
     ran = steps["example"]["figures"]
     assert ran["exit_code"] == 0 and [test["meter"] for test in ran["tests"]] == ["nvml-counter"]
+    assert ran["scaled_cap_run"]["exit_code"] == 0 and ran["scaled_cap_run"]["cap_j"] > 0
 
 
 def test_a_failing_step_is_recorded_and_the_others_still_run(
@@ -163,49 +167,71 @@ def test_steps_past_the_time_budget_are_skipped(validate_gpu: ModuleType, tmp_pa
     assert json.loads(output.read_text())["steps"]["late"]["reason"] == "time budget of 1 s spent"
 
 
-def test_the_polling_fallback_is_forced_by_hiding_the_counter(validate_gpu: ModuleType,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plugin's nvml meter opened through ``sampling_meter`` samples power; opened plainly, it reads the counter."""
+def test_the_polling_fallbacks_are_forced_by_hiding_the_counter(validate_gpu: ModuleType,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened through ``sampling_meter`` the plugin's nvml meter samples instant power, or the averaged
+    power with the instant field hidden too; opened plainly, it reads the counter."""
     install(monkeypatch, [FakeGpu(power_w=100.0)])
-    counter, sampling = validate_gpu.nvml_meter(10.0), validate_gpu.sampling_meter(10.0)
+    meters = [validate_gpu.nvml_meter(10.0), validate_gpu.sampling_meter(10.0), validate_gpu.sampling_meter(10.0, instant=False)]
     try:
-        counted, sampled = counter.window().stop(), sampling.window().stop()
+        methods = [validate_gpu.gpu_reading(meter.window().stop(), 0)[1] for meter in meters]
     finally:
-        counter.close()
-        sampling.close()
-    assert validate_gpu.gpu_reading(counted, 0)[1] == "nvml-counter"
-    assert validate_gpu.gpu_reading(sampled, 0)[1] == "nvml-power-sampling"
+        for meter in meters:
+            meter.close()
+    assert methods == ["nvml-counter", "nvml-instant-power-sampling", "nvml-averaged-power-sampling"]
     assert sys.modules["pynvml"].nvmlDeviceGetTotalEnergyConsumption  # the real module is back in place
     assert not isinstance(sys.modules["pynvml"], validate_gpu._CounterHidden)
+
+
+def test_a_hanging_step_is_named_and_the_others_still_run(
+    validate_gpu: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = __import__("threading").Event()
+
+    def hangs(context, result):
+        release.wait(30.0)
+
+    def fine(context, result):
+        result.summary = "done"
+
+    monkeypatch.setattr(validate_gpu, "STEPS", ((1, "hangs", hangs), (2, "fine", fine)))
+    output = tmp_path / "validation.json"
+    try:
+        assert validate_gpu.main(["--output", str(output), "--steps", "1,2", "--step-timeout", "1=0.5"]) == 1
+    finally:
+        release.set()
+    recorded = json.loads(output.read_text())["steps"]
+    assert recorded["hangs"]["status"] == "error" and "step 1 hangs still running" in recorded["hangs"]["reason"]
+    assert recorded["fine"]["status"] == "ok"
+
+
+def test_the_example_step_is_skipped_without_its_extras(
+    validate_gpu: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "example" / "sed").mkdir(parents=True)
+    monkeypatch.setattr(validate_gpu, "_importable", lambda name: name != "sed_scores_eval")
+    output = tmp_path / "validation.json"
+    assert validate_gpu.main(["--output", str(output), "--steps", "7", "--example", str(tmp_path / "example")]) == 0
+    step = json.loads(output.read_text())["steps"]["example"]
+    assert step["status"] == "skipped" and "sed_scores_eval" in step["reason"]
+
+
+@pytest.mark.parametrize(
+    "samples, t0, t1, expected",
+    [
+        ([(0.0, 100.0), (1.0, 100.0), (2.0, 100.0)], 0.5, 1.5, 100.0),
+        ([(0.0, 0.0), (1.0, 100.0)], 0.0, 1.0, 50.0),
+        ([(0.0, 0.0), (1.0, 100.0)], 0.5, 1.0, 0.5 * (50.0 + 100.0) / 2),  # the edge interpolated
+        ([(0.5, 100.0), (1.0, 100.0)], 0.0, 1.0, None),  # the samples do not cover the window
+    ],
+)
+def test_the_reference_integral(validate_gpu: ModuleType, samples, t0, t1, expected) -> None:
+    assert validate_gpu.integrate(samples, t0, t1) == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_a_pytest_run_past_its_time_is_an_error_with_its_output(validate_gpu: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"pytest --version timed out after 0 s"):
         validate_gpu.run_pytest(["--version"], tmp_path, timeout=0.001)
-
-
-def test_the_power_integral_is_power_times_time_at_constant_power(validate_gpu: ModuleType,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu(power_w=150.0)])
-    fake_pynvml.nvmlInit()
-    integrator = validate_gpu.PowerIntegrator(fake_pynvml, fake_pynvml.nvmlDeviceGetHandleByIndex(0), hz=50.0).start()
-    time.sleep(0.2)
-    figures = integrator.stop()
-    span_s = (figures["samples"] - 1) / figures["rate_hz"]
-    assert figures["samples"] >= 3 and figures["error"] is None
-    assert figures["energy_j"] == pytest.approx(150.0 * span_s)
-    assert figures["min_w"] == figures["max_w"] == 150.0
-
-
-def test_a_gpu_lost_while_sampling_power_is_reported(validate_gpu: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu(power_w=100.0, fail_after_calls=3)])
-    fake_pynvml.nvmlInit()
-    handle = fake_pynvml.nvmlDeviceGetHandleByIndex(0)
-    integrator = validate_gpu.PowerIntegrator(fake_pynvml, handle, hz=100.0).start()
-    time.sleep(0.2)
-    figures = integrator.stop()
-    assert figures["error"] == "NVMLError_GpuIsLost: GPU is lost"
-    assert figures["samples"] == 3 and figures["energy_j"] > 0
 
 
 def test_without_nvml_the_nvml_steps_are_skipped_with_the_reason(

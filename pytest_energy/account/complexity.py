@@ -1,7 +1,13 @@
 """Count a torch model's complexity: MACs for one forward pass and its parameters.
 
-Two counters run on a float32 CPU copy of the model, in eval mode, under ``torch.no_grad``;
-the model itself is never run, moved or hooked, and the user's hooks never run:
+Two counters run on a copy of the model, in eval mode, under ``torch.no_grad``; the model
+itself is never run, moved or hooked, and the user's hooks never run. The copy is made on
+the model's own device (``counting_place``) when it is on one device, that device has the
+free memory for it, and no kernel there hides its work from the counter (cuDNN's RNN
+operator has no FLOP formula, so a recurrent model on CUDA would count 0); otherwise it is
+a float32 CPU copy, and a note says why. ``DataParallel`` and ``DistributedDataParallel``
+are counted through the module they wrap. Example inputs, nested in lists, tuples and
+dicts, and tensors or devices a module keeps as plain attributes go where the copy is:
 
 - ``torch.utils.flop_counter.FlopCounterMode`` counts every matmul, convolution and attention
   operator the forward pass dispatches, wherever it is called from (modules, functional calls,
@@ -12,9 +18,8 @@ the model itself is never run, moved or hooked, and the user's hooks never run:
   type, and counts 0 for work it has no rule for. When the two figures differ by more than
   2 %, the module types whose own work THOP did not see are listed in ``thop_skipped``.
 
-Counting on the CPU matters: cuDNN's RNN operator has no FLOP formula, so a GRU on CUDA would
-count 0. On the CPU the oneDNN LSTM kernel and the fused attention fast path are just as opaque,
-so they are switched off while counting, and the CPU flash-attention kernel is given the
+On the CPU the oneDNN LSTM kernel and the fused attention fast path are opaque to the counter
+too, so they are switched off while counting, and the CPU flash-attention kernel is given the
 attention formula, so that recurrent and attention layers decompose into counted matmuls.
 torch and thop are imported only when counting is asked for.
 """
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 MACS_TOOL = "torch.utils.flop_counter (FLOPs/2)"
 MACS_EXTRA = 'pip install "pytest-energy[macs]"'
 THOP_GAP = 0.02  # relative difference between the two figures above which THOP's gaps are listed
+COPY_MEMORY_MARGIN = 1.5  # a copy on the model's device needs its tensors' bytes times this, free
 
 Shape = Tuple[int, ...]
 
@@ -82,21 +88,25 @@ def count_complexity(model: Any, example_inputs: Any) -> Complexity:
     thop_profile = importlib.import_module("thop.profile")  # holds THOP's rules; thop.profile is the function
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"count_complexity needs a torch.nn.Module, got {type(model).__name__}")
+    model = _unwrapped(torch, model)
     args, kwargs = _split_inputs(example_inputs)
     parameters = list(model.parameters())
-    devices = sorted({str(tensor.device) for tensor in itertools.chain(parameters, model.buffers())})
-
-    counted = _cpu_copy(torch, model)
-    args = tuple(_to_cpu(torch, value) for value in args)
-    kwargs = {name: _to_cpu(torch, value) for name, value in kwargs.items()}
+    tensors = list(itertools.chain(parameters, model.buffers()))
+    devices = sorted({str(tensor.device) for tensor in tensors})
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+    place, why = counting_place(devices, _has_rnn(torch, model), needed, _free_bytes(torch, devices))
+    if place == "cpu":
+        counted = _cpu_copy(torch, model)
+    else:
+        counted = _hookless_copy(model, {})
+    args = tuple(_moved(torch, value, place) for value in args)
+    kwargs = {name: _moved(torch, value, place) for name, value in kwargs.items()}
     with _quiet(), torch.no_grad(), _countable_kernels(torch), _without_global_hooks(torch):
         macs, unseen_by_module = _operator_macs(torch, thop_profile, counted, args, kwargs)
         macs_thop = _thop_macs(torch, thop, counted, args, kwargs)
 
     skipped: Tuple[str, ...] = ()
-    notes = []
-    if devices not in ([], ["cpu"]):
-        notes.append(f"counted on a float32 CPU copy of a model on {', '.join(devices)}")
+    notes = [why] if why else []
     if abs(macs - macs_thop) > THOP_GAP * max(macs, 1):
         skipped = _thop_skipped(thop_profile, unseen_by_module)
         notes.append(
@@ -109,9 +119,7 @@ def count_complexity(model: Any, example_inputs: Any) -> Complexity:
         params=sum(parameter.numel() for parameter in parameters),
         params_trainable=sum(parameter.numel() for parameter in parameters if parameter.requires_grad),
         macs_tool=MACS_TOOL,
-        input_shapes=tuple(
-            tuple(value.shape) for value in itertools.chain(args, kwargs.values()) if isinstance(value, torch.Tensor)
-        ),
+        input_shapes=tuple(tuple(value.shape) for value in _flat_tensors(torch, (args, kwargs))),
         thop_skipped=skipped,
         notes=tuple(notes),
     )
@@ -211,19 +219,83 @@ def _counting_dtype(torch: Any, tensor: torch.Tensor) -> Optional[torch.dtype]:
     return torch.float32 if tensor.is_floating_point() else None
 
 
-def _to_cpu(torch: Any, value: Any) -> Any:
+def counting_place(devices: Sequence[str], has_rnn: bool, needed_bytes: int, free_bytes: Optional[int]) -> Tuple[str, str]:
+    """Where to count a model whose tensors are on ``devices``: its own device, or ``"cpu"``; and the note why not.
+
+    ``free_bytes`` is the free memory of that device (None where a copy takes none, as on ``meta``).
+    """
+    if devices in ([], ["cpu"]):
+        return "cpu", ""
+    where = ", ".join(devices)
+    if len(devices) > 1:
+        return "cpu", f"counted on a float32 CPU copy of a model spread over {where}"
+    if has_rnn and devices[0].startswith("cuda"):
+        return "cpu", (f"counted on a float32 CPU copy of a model on {where}: cuDNN's RNN operator has no FLOP "
+                       "formula, so its recurrent layers would count 0 there")
+    if free_bytes is not None and needed_bytes * COPY_MEMORY_MARGIN > free_bytes:
+        return "cpu", (f"counted on a float32 CPU copy of a model on {where}: a copy there needs about "
+                       f"{needed_bytes * COPY_MEMORY_MARGIN / 2**30:.2f} GiB and {free_bytes / 2**30:.2f} GiB is free")
+    return devices[0], ""
+
+
+def _unwrapped(torch: Any, model: torch.nn.Module) -> torch.nn.Module:
+    """The module ``DataParallel`` or ``DistributedDataParallel`` wraps (they run it on several devices)."""
+    wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    while isinstance(model, wrappers):
+        model = model.module
+    return model
+
+
+def _has_rnn(torch: Any, model: torch.nn.Module) -> bool:
+    return any(isinstance(module, torch.nn.RNNBase) for module in model.modules())
+
+
+def _free_bytes(torch: Any, devices: Sequence[str]) -> Optional[int]:
+    """Free memory of the one CUDA device the model is on; None where a copy needs none or it cannot be told."""
+    if len(devices) != 1 or not devices[0].startswith("cuda"):
+        return None
+    try:
+        return int(torch.cuda.mem_get_info(torch.device(devices[0]))[0])
+    except Exception:  # cannot be told: do not copy on the device blind
+        return 0
+
+
+def _moved(torch: Any, value: Any, place: str) -> Any:
+    """An example input on the counting device, tensors nested in lists, tuples and dicts included."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", dtype=_counting_dtype(torch, value), copy=True)
+        return _to_cpu(torch, value) if place == "cpu" else value.detach().to(place)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_moved(torch, item, place) for item in value)
+    if isinstance(value, dict):
+        return {key: _moved(torch, item, place) for key, item in value.items()}
     return value
 
 
+def _flat_tensors(torch: Any, value: Any) -> Iterator[Any]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flat_tensors(torch, item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _flat_tensors(torch, item)
+
+
+def _to_cpu(torch: Any, value: torch.Tensor) -> torch.Tensor:
+    """A float32 (floating) CPU copy; a ``meta`` tensor, which has no values, becomes zeros of its shape."""
+    dtype = _counting_dtype(torch, value)
+    if value.is_meta:
+        return torch.zeros(value.shape, dtype=dtype or value.dtype)
+    return value.detach().to("cpu", dtype=dtype, copy=True)
+
+
 def _cpu_copy(torch: Any, model: torch.nn.Module) -> torch.nn.Module:
-    """Deep-copy ``model`` with its parameters and buffers copied straight to float32 CPU tensors, and no hooks.
+    """Deep-copy ``model`` with its tensors copied straight to float32 CPU tensors, and no hooks.
 
     The tensors are put in the deep-copy memo first, so a model on a GPU is never duplicated there,
-    tied weights stay tied and no gradient is copied. Each module's hook tables (forward, forward-pre,
-    backward, state-dict) are replaced by empty ones: the user's hooks never run on the copy (a hook
-    storing activations keeps its value) and are not copied (a hook's object may not be copyable).
+    tied weights stay tied and no gradient is copied. Parameters, buffers and the tensors and
+    ``torch.device`` values a module keeps as plain attributes all go to the CPU.
     """
     memo: Dict[int, Any] = {}
     for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -231,6 +303,19 @@ def _cpu_copy(torch: Any, model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(tensor, torch.nn.Parameter):
             copied = torch.nn.Parameter(copied, requires_grad=False)
         memo[id(tensor)] = copied
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and id(value) not in memo:
+                memo[id(value)] = _to_cpu(torch, value)
+            elif isinstance(value, torch.device):
+                memo[id(value)] = torch.device("cpu")
+    return _hookless_copy(model, memo)
+
+
+def _hookless_copy(model: torch.nn.Module, memo: Dict[int, Any]) -> torch.nn.Module:
+    """Deep-copy ``model`` (with ``memo``) in eval mode, each module's hook tables replaced by empty ones:
+    the user's hooks never run on the copy (a hook storing activations keeps its value) and are not
+    copied (a hook's object may not be copyable)."""
     for module in model.modules():
         for name, hooks in vars(module).items():
             if "hooks" in name and isinstance(hooks, dict):

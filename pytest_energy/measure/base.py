@@ -30,6 +30,8 @@ class DeviceTotal:
     label: str = ""  # human name, e.g. "NVIDIA A100-SXM4-40GB"
     partial: str = ""  # non-empty when the figure stopped advancing: the reason
     note: str = ""  # a caveat on the method, e.g. "estimate: ... not a measurement"
+    unmeasured: str = ""  # non-empty: the source owns this device but cannot measure it, and why (``joules`` unused)
+    others: Tuple[int, ...] = ()  # PIDs of other processes seen on this device at this read
 
 
 @dataclasses.dataclass(frozen=True)

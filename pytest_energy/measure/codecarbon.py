@@ -2,16 +2,23 @@
 
 One tracker runs for the whole session (its first start costs ~1.5 s of CPU
 detection); each read forces a measurement and returns its running totals.
+CodeCarbon's own scheduler threads measure too, so every call into the tracker
+(theirs, ours from the main thread and the watchdog's, its start and stop) holds
+one lock: unserialised, two threads read the same GPU counter interval twice.
 CodeCarbon *estimates* unless it finds hardware counters: CPU from TDP × load,
-RAM from a fixed power model. The method names say which one gave each figure.
-It never touches the network and writes no file (``output_methods=[]``).
+RAM from a fixed power model. A GPU is read from NVML's energy counter, or (3.3,
+where the counter is missing) from ``nvmlDeviceGetPowerUsage`` averaged over its
+samples, a 1 s average itself on Ampere and newer. The method names say which
+one gave each figure. It never touches the network and writes no file
+(``output_methods=[]``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from typing import Dict, FrozenSet, Mapping
+from typing import Callable, Dict, FrozenSet, Mapping
 
 from .base import DeviceTotal, Source, SourceUnavailable
 
@@ -22,6 +29,8 @@ _ESTIMATES = {
     "tdp": "estimate: CPU TDP, not a measurement",
 }
 _RAM_NOTE = "estimate: RAM power model (a flat figure per machine), not a measurement"
+_GPU_AVERAGED_NOTE = ("CodeCarbon averaged nvmlDeviceGetPowerUsage (no energy counter), a 1 s average on Ampere "
+                      "and newer: the figure lags about 1 s")
 
 
 class CodecarbonSource(Source):
@@ -33,6 +42,7 @@ class CodecarbonSource(Source):
         self._lock = threading.Lock()
         self._components: FrozenSet[str] = frozenset()
         self._cpu_mode = ""
+        self._gpus: list = []  # CodeCarbon's GPU devices, to tell which method each used
         self.version = ""
 
     def open(self) -> None:
@@ -52,7 +62,11 @@ class CodecarbonSource(Source):
                 measure_power_secs=self._measure_power_secs,
                 allow_multiple_runs=True,
             )
-            tracker.start()
+            for scheduler in (tracker._scheduler, tracker._scheduler_monitor_power):
+                if scheduler is not None:  # CodeCarbon's timer threads take our lock too
+                    scheduler.function = self._serialised(scheduler.function)
+            with self._lock:
+                tracker.start()
         except Exception as exc:  # CodeCarbon raises bare Exceptions
             raise SourceUnavailable(f"codecarbon tracker failed to start: {exc}") from exc
         self._tracker = tracker
@@ -63,7 +77,16 @@ class CodecarbonSource(Source):
                 self._cpu_mode = str(getattr(hardware, "_mode", ""))
             elif isinstance(hardware, GPU):
                 components.add("gpu")
+                self._gpus = list(getattr(getattr(hardware, "devices", None), "devices", []))
         self._components = frozenset(components)
+
+    def _serialised(self, call: Callable[[], None]) -> Callable[[], None]:
+        @functools.wraps(call)
+        def locked() -> None:
+            with self._lock:
+                call()
+
+        return locked
 
     @property
     def components(self) -> FrozenSet[str]:
@@ -81,17 +104,17 @@ class CodecarbonSource(Source):
             return self._totals(tracker)
 
     def _totals(self, tracker: object, partial: str = "") -> Dict[str, DeviceTotal]:
+        averaged = any(getattr(device, "_use_power_fallback", False) for device in self._gpus)
+        gpu_method = "codecarbon-nvml-averaged-power" if averaged else "codecarbon-nvml-counter"
         figures = {
             "cpu": (tracker._total_cpu_energy, f"codecarbon-{self._cpu_mode or 'cpu'}", _ESTIMATES.get(self._cpu_mode, "")),
-            "gpu": (tracker._total_gpu_energy, "codecarbon-nvml", ""),
+            "gpu": (tracker._total_gpu_energy, gpu_method, _GPU_AVERAGED_NOTE if averaged else ""),
             "ram": (tracker._total_ram_energy, "codecarbon-ram-model", _RAM_NOTE),
         }
-        # CodeCarbon reports 0 kWh on GPUs without an energy counter: a GPU total of
-        # exactly zero is left out, so the window reports the GPU as unmeasured.
         return {
             component: DeviceTotal(component, component, energy.kWh * KWH_TO_J, method, partial=partial, note=note)
             for component, (energy, method, note) in figures.items()
-            if component in self._components and not (component == "gpu" and energy.kWh == 0)
+            if component in self._components
         }
 
     def describe(self) -> Dict[str, object]:
@@ -105,6 +128,7 @@ class CodecarbonSource(Source):
         tracker, self._tracker = self._tracker, None
         if tracker is not None:
             try:
-                tracker.stop()
+                with self._lock:
+                    tracker.stop()
             except Exception:
                 pass

@@ -32,15 +32,28 @@ def load_source(name: str, **options: object) -> Source:
 
 
 def synchronize_accelerator() -> None:
-    """Wait for queued CUDA kernels, only when torch is already imported and CUDA in use."""
+    """Wait for the kernels queued on every CUDA device this process uses (each is measured), only
+    when torch is already imported and CUDA initialised. A CUDA error raised here belongs to the
+    code that queued the work: it is not swallowed."""
     torch = sys.modules.get("torch")
-    if torch is None:
+    if torch is None or not torch.cuda.is_initialized():
         return
-    try:
-        if torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-    except Exception:  # a broken CUDA context must not break measurement
-        pass
+    for ordinal in range(torch.cuda.device_count()):
+        torch.cuda.synchronize(ordinal)
+
+
+OTHER_GPU_PROCESSES = "other processes ran on the measured GPU"
+OTHER_GPU_PROCESSES_NOTICE = (
+    f"{OTHER_GPU_PROCESSES} during some tests (each test's notes name them): a GPU's figure is device-wide, "
+    "so theirs include that energy (another CI job sharing the GPU shows up here)"
+)
+
+
+def other_processes_note(devices: Mapping[str, Tuple[int, ...]]) -> str:
+    """What the window says when other processes ran on a measured GPU (its counter is device-wide)."""
+    listed = "; ".join(f"{device}: PIDs {', '.join(map(str, pids))}" for device, pids in devices.items())
+    return (f"{OTHER_GPU_PROCESSES} during this window ({listed}); the GPU's figure "
+            "is device-wide, so it includes their energy")
 
 
 class Meter:
@@ -90,7 +103,7 @@ class Window:
 
     def __init__(self, meter: Meter):
         self.meter = meter
-        synchronize_accelerator()
+        synchronize_accelerator()  # work queued before the window is not the window's
         self._start = meter.snapshot()
         self._t0 = time.perf_counter()
         self.result: Optional[Measurement] = None
@@ -101,15 +114,30 @@ class Window:
         return self._measure(self.meter.snapshot(), time.perf_counter() - self._t0)
 
     def stop(self) -> Measurement:
+        """The window's measurement; a CUDA error met while waiting for queued work is raised after
+        the window is closed (its figure is then a lower bound of what ran)."""
         if self.result is None:
-            synchronize_accelerator()
+            error: Optional[BaseException] = None
+            try:
+                synchronize_accelerator()
+            except Exception as exc:
+                error = exc
             self.result = self._measure(self.meter.snapshot(), time.perf_counter() - self._t0)
+            if error is not None:
+                raise error
         return self.result
 
     def _measure(self, now: Mapping[str, DeviceTotal], duration_s: float) -> Measurement:
         readings: List[Reading] = []
+        others: Dict[str, Tuple[int, ...]] = {}
         for key, end in now.items():
             start = self._start.get(key)
+            if end.unmeasured:
+                readings.append(Reading(end.component, end.device, None, "unmeasured", end.label, note=end.unmeasured))
+                continue
+            pids = tuple(sorted(set(end.others) | set(start.others if start else ())))
+            if pids:
+                others[end.device] = pids
             if start is None:
                 readings.append(Reading(end.component, end.device, None, end.method, end.label, note="appeared mid-window"))
                 continue
@@ -124,14 +152,16 @@ class Window:
                 readings.append(Reading(component, component, None, "unmeasured", note=self._why_unmeasured()))
             elif not any(r.component == component for r in readings):
                 readings.append(Reading(component, component, None, "unmeasured", note="its source reported no figure"))
-        notes: Tuple[str, ...] = ()
+        notes: List[str] = []
         period = self.meter.update_period_s
         if period and duration_s < 2 * period:
-            notes = (
+            notes.append(
                 f"window of {duration_s:.3f} s is shorter than twice the counter update period "
-                f"({period:.3f} s): the figure may read low",
+                f"({period:.3f} s): the figure may read low"
             )
-        return Measurement(duration_s, tuple(readings), notes)
+        if others:
+            notes.append(other_processes_note(others))
+        return Measurement(duration_s, tuple(readings), tuple(notes))
 
     def _why_unmeasured(self) -> str:
         reasons = "; ".join(f"{name}: {why}" for name, why in self.meter.unavailable.items())

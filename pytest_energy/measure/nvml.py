@@ -1,82 +1,81 @@
 """NVIDIA GPUs through NVML: the driver's energy counter, or sampled power where it has none.
 
-Volta and newer GPUs keep a millijoule counter since the driver loaded
-(``nvmlDeviceGetTotalEnergyConsumption``); it is read whenever totals are asked
-for. Older GPUs only report power: one daemon thread samples all of them at
-``sampling_hz`` and integrates by the trapezoid rule (totals also take a sample,
-so window edges are exact). Only the GPUs this process can see count, as
-``CUDA_VISIBLE_DEVICES`` says. A GPU that fails mid-run keeps its last total and
-says why in ``partial``; the others keep counting. ``pynvml`` is imported in
-``open`` only.
+Only the GPUs this process's CUDA uses are measured (``cuda_devices``: by UUID, from
+torch when CUDA is initialised, else from ``CUDA_VISIBLE_DEVICES`` as CUDA reads it);
+another GPU that cannot be opened is a note, not a failure. Volta and newer GPUs
+keep a millijoule counter since the driver loaded; it is read whenever totals are
+asked for. Where it is missing, one daemon thread samples power at ``sampling_hz``
+and integrates by the trapezoid rule: instant power (``NVML_FI_DEV_POWER_INSTANT``)
+where the field is supported, else ``nvmlDeviceGetPowerUsage``, which on Ampere and
+newer is a mean over the last second, so it lags about 1 s (the method name says which).
+
+NVML has no per-slice energy: a MIG slice is reported unmeasured. On a Grace superchip
+(NVLink-C2C) the counter covers the whole module, CPU and memory included; the source
+then claims the CPU too, so no CPU figure is added on top. A counter that goes back
+adds nothing for that interval. A failed read is retried on the next one; a GPU freezes
+(keeps its last total, says why in ``partial``) after ``MAX_FAILED_READS`` failures in a
+row, or at once when NVML says it is gone. Each read also lists the other processes on
+the measured GPUs. ``pynvml`` is imported in ``open`` only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import threading
 import time
 from types import ModuleType
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence
+from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from .base import DeviceTotal, Source, SourceUnavailable
+from .cuda_devices import Board, Visible, cuda_visible, torch_uuids
 
 COUNTER_UPDATE_PERIOD_S = 0.1  # NVML refreshes the energy counter about every 100 ms
-_INDEX = re.compile(r"^\d+$")
+AVERAGED_POWER_LAG_S = 1.0  # nvmlDeviceGetPowerUsage: "power averaged over 1 sec" on Ampere (but GA100) and newer
+MAX_FAILED_READS = 3
+_GONE = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_UNINITIALIZED",
+         "NVML_ERROR_INVALID_ARGUMENT", "NVML_ERROR_RESET_REQUIRED")
+_AVERAGED_NOTE = ("nvmlDeviceGetPowerUsage is a 1 s average on Ampere and newer: the figure lags about 1 s "
+                  "and reads low on short windows")
+_MODULE_NOTE = "module scope: the Grace superchip's counter covers its GPU, CPU and memory together"
 
 
 @dataclasses.dataclass
 class _Gpu:
-    """One visible GPU and what has been counted on it since ``open``."""
+    """One measured GPU and what has been counted on it since ``open``."""
 
     index: int
     handle: object
     name: str
     uuid: str
-    has_counter: bool
+    method: str = "nvml-counter"  # or nvml-instant-power-sampling, nvml-averaged-power-sampling
+    module_scope: bool = False
     joules: float = 0.0
     last_mj: int = 0  # counter: last reading
     last_w: float = 0.0  # sampling: last power and when it was read
     last_t: float = 0.0
-    partial: str = ""
+    failed_reads: int = 0
+    failing: str = ""  # the last read failed: why (retried on the next)
+    partial: str = ""  # frozen: why
+    backwards: int = 0
+    others: Tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
         return f"gpu{self.index}"
 
     @property
-    def method(self) -> str:
-        return "nvml-counter" if self.has_counter else "nvml-power-sampling"
+    def sampled(self) -> bool:
+        return self.method != "nvml-counter"
 
-
-def cuda_visible(spec: Optional[str], uuids: Sequence[str]) -> List[int]:
-    """NVML indices of the GPUs CUDA exposes when ``CUDA_VISIBLE_DEVICES=spec``.
-
-    ``uuids`` lists every GPU's UUID by NVML index. Entries are indices or
-    (prefixes of) ``GPU-`` UUIDs; as in CUDA, the first entry naming no single
-    device (``-1``, out of range, unknown or ambiguous, ``MIG-``) ends the list.
-    A repeated device counts once. Indices are read in NVML (PCI bus) order,
-    which is CUDA's under ``CUDA_DEVICE_ORDER=PCI_BUS_ID``.
-    """
-    if spec is None:
-        return list(range(len(uuids)))
-    chosen: List[int] = []
-    for entry in (part.strip() for part in spec.split(",")):
-        if _INDEX.match(entry):
-            index = int(entry)
-            if index >= len(uuids):
-                break
-        elif entry.startswith("GPU-"):
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
-            if len(matches) != 1:
-                break
-            index = matches[0]
-        else:
-            break
-        if index not in chosen:
-            chosen.append(index)
-    return chosen
+    @property
+    def note(self) -> str:
+        notes = [_AVERAGED_NOTE] if self.method == "nvml-averaged-power-sampling" else []
+        if self.module_scope:
+            notes.append(_MODULE_NOTE)
+        if self.backwards:
+            notes.append(f"its energy counter went back {self.backwards} time(s); those intervals count 0 J")
+        return "; ".join(notes)
 
 
 def _text(value: object) -> str:
@@ -93,6 +92,9 @@ class NvmlSource(Source):
         self._sampling_hz = float(sampling_hz)
         self._nvml: Optional[ModuleType] = None
         self._gpus: List[_Gpu] = []
+        self._slices: List[str] = []  # MIG UUIDs this process uses: unmeasured
+        self._unresolved = ""  # which GPUs CUDA uses cannot be told: why (the GPU is unmeasured)
+        self.notes: List[str] = []  # other GPUs that could not be opened
         self._driver = ""
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,7 +110,7 @@ class NvmlSource(Source):
         except pynvml.NVMLError as exc:
             raise SourceUnavailable(f"NVML cannot start: {exc}") from exc
         try:
-            self._gpus = self._visible_gpus(pynvml)
+            self._open_used(pynvml)
             self._driver = _text(pynvml.nvmlSystemGetDriverVersion())
         except pynvml.NVMLError as exc:
             _shutdown_quietly(pynvml)
@@ -117,41 +119,96 @@ class NvmlSource(Source):
             _shutdown_quietly(pynvml)
             raise
         self._nvml = pynvml
-        if any(not gpu.has_counter and not gpu.partial for gpu in self._gpus):
+        if any(gpu.sampled and not gpu.partial for gpu in self._gpus):
             self._sampler = threading.Thread(target=self._sample_forever, name="pytest-energy-nvml-sampler", daemon=True)
             self._sampler.start()
 
-    def _visible_gpus(self, pynvml: ModuleType) -> List[_Gpu]:
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        uuids = [_text(pynvml.nvmlDeviceGetUUID(handle)) for handle in handles]
+    def _open_used(self, pynvml: ModuleType) -> None:
+        """Find the GPUs this process uses and how to measure each."""
+        uuids = torch_uuids()
         spec = os.environ.get("CUDA_VISIBLE_DEVICES")
-        indices = cuda_visible(spec, uuids)
-        if not indices:
-            where = "" if spec is None else f" (CUDA_VISIBLE_DEVICES={spec!r})"
+        handles: Dict[int, object] = {}
+        if uuids is not None:
+            visible = self._by_torch(pynvml, uuids, handles)
+        else:
+            visible = cuda_visible(spec, self._boards(pynvml, handles), os.environ.get("CUDA_DEVICE_ORDER"))
+        if visible.unresolved:  # claimed all the same: no other source may measure a guessed set of GPUs
+            self._unresolved = visible.unresolved
+            return
+        if not visible.devices:
+            where = "" if spec is None or uuids is not None else f" (CUDA_VISIBLE_DEVICES={spec!r})"
             raise SourceUnavailable(f"no NVIDIA GPU visible{where}")
-        return [self._probe(pynvml, i, handles[i], uuids[i]) for i in indices]
+        self._slices = [mig for _, mig in visible.devices if mig]
+        for index in dict.fromkeys(index for index, mig in visible.devices if not mig):
+            self._gpus.append(self._probe(pynvml, index, handles[index]))
 
-    def _probe(self, pynvml: ModuleType, index: int, handle: object, uuid: str) -> _Gpu:
+    def _boards(self, pynvml: ModuleType, handles: Dict[int, object]) -> List[Board]:
+        """Every GPU NVML can open; one it cannot (lost, hidden by cgroups) is a note."""
+        boards = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                boards.append(Board(index, _text(pynvml.nvmlDeviceGetUUID(handle)),
+                                    _text(pynvml.nvmlDeviceGetName(handle)), _mig_uuids(pynvml, handle)))
+            except pynvml.NVMLError as exc:
+                self.notes.append(f"GPU {index} cannot be opened by this process ({exc}); it is not measured")
+                continue
+            handles[index] = handle
+        return boards
+
+    def _by_torch(self, pynvml: ModuleType, uuids: List[str], handles: Dict[int, object]) -> Visible:
+        devices = []
+        for uuid in uuids:
+            for prefix in ("GPU-", "MIG-"):
+                try:
+                    handle = pynvml.nvmlDeviceGetHandleByUUID(prefix + uuid)
+                except pynvml.NVMLError:
+                    continue
+                mig = _mig_uuids(pynvml, handle) if prefix == "GPU-" else ()
+                if prefix == "MIG-" or mig:  # a slice, or a board in MIG mode: CUDA runs on one of its slices
+                    devices.append((-1, prefix + uuid if prefix == "MIG-" else mig[0]))
+                else:
+                    index = pynvml.nvmlDeviceGetIndex(handle)
+                    handles[index] = handle
+                    devices.append((index, ""))
+                break
+            else:
+                return Visible(unresolved=f"NVML knows no GPU with CUDA's UUID {uuid}")
+        return Visible(tuple(devices))
+
+    def _probe(self, pynvml: ModuleType, index: int, handle: object) -> _Gpu:
         """Find how this GPU can be measured and take the first reading."""
-        gpu = _Gpu(index, handle, _text(pynvml.nvmlDeviceGetName(handle)), uuid, has_counter=True)
+        gpu = _Gpu(index, handle, _text(pynvml.nvmlDeviceGetName(handle)), _text(pynvml.nvmlDeviceGetUUID(handle)))
+        gpu.module_scope = _is_module(pynvml, handle)
         try:
             gpu.last_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
             return gpu
         except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
-            gpu.has_counter = False
+            gpu.method = "nvml-instant-power-sampling" if _instant_w(pynvml, handle) is not None else "nvml-averaged-power-sampling"
         except pynvml.NVMLError as exc:
             gpu.partial = f"cannot read the energy counter: {exc}"
             return gpu
         try:
-            gpu.last_w = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
-            gpu.last_t = time.monotonic()
+            gpu.last_w, gpu.last_t = self._watts(pynvml, gpu), time.monotonic()
         except pynvml.NVMLError as exc:
             gpu.partial = f"no energy counter and cannot read power: {exc}"
         return gpu
 
+    @staticmethod
+    def _watts(pynvml: ModuleType, gpu: _Gpu) -> float:
+        if gpu.method == "nvml-instant-power-sampling":
+            watts = _instant_w(pynvml, gpu.handle)
+            if watts is None:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            return watts
+        return pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0
+
     @property
     def components(self) -> FrozenSet[str]:
-        return frozenset({"gpu"}) if self._gpus else frozenset()
+        claimed = {"gpu"} if self._gpus or self._slices or self._unresolved else set()
+        if any(gpu.module_scope for gpu in self._gpus):
+            claimed.add("cpu")  # inside the module's figure: nothing may add it on top
+        return frozenset(claimed)
 
     def totals(self) -> Mapping[str, DeviceTotal]:
         with self._lock:
@@ -159,27 +216,59 @@ class NvmlSource(Source):
                 now = time.monotonic()
                 for gpu in self._gpus:
                     self._refresh(gpu, now)
-            return {
-                gpu.key: DeviceTotal("gpu", gpu.key, gpu.joules, gpu.method, gpu.name, gpu.partial)
+                    gpu.others = () if gpu.partial or gpu.failing else self._other_processes(gpu)
+            totals = {
+                gpu.key: DeviceTotal("gpu", gpu.key, gpu.joules, gpu.method, gpu.name, gpu.partial or gpu.failing,
+                                     gpu.note, others=gpu.others)
                 for gpu in self._gpus
             }
+        if self._unresolved:
+            totals["gpu"] = DeviceTotal("gpu", "gpu", 0.0, "unmeasured", unmeasured=self._unresolved)
+        for mig in self._slices:
+            totals[mig] = DeviceTotal("gpu", mig, 0.0, "unmeasured", mig, unmeasured=(
+                "MIG slice: NVML has no per-slice energy, and the board's counter includes the other slices"))
+        for gpu in self._gpus:
+            if gpu.module_scope:
+                totals["cpu"] = DeviceTotal("cpu", "cpu", 0.0, "unmeasured", unmeasured=(
+                    f"inside {gpu.key}'s module-scope figure (Grace superchip: GPU, CPU and memory together)"))
+        return totals
 
     def _refresh(self, gpu: _Gpu, now: float) -> None:
-        """Add what ``gpu`` used since its last reading; on any fault, freeze it with the reason."""
+        """Add what ``gpu`` used since its last reading; a failed read is retried on the next."""
         if gpu.partial:
             return
         try:
-            if gpu.has_counter:
+            if not gpu.sampled:
                 millijoules = self._nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle)  # type: ignore[union-attr]
-                # a counter that went backwards was reset (driver reload): it counted from zero since
-                gpu.joules += (millijoules - gpu.last_mj if millijoules >= gpu.last_mj else millijoules) / 1000.0
+                if millijoules < gpu.last_mj:  # the driver cannot reload under an open handle: a glitch
+                    gpu.backwards += 1
+                else:
+                    gpu.joules += (millijoules - gpu.last_mj) / 1000.0
                 gpu.last_mj = millijoules
             else:
-                watts = self._nvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0  # type: ignore[union-attr]
+                watts = self._watts(self._nvml, gpu)  # type: ignore[arg-type]
                 gpu.joules += (gpu.last_w + watts) / 2.0 * (now - gpu.last_t)
                 gpu.last_w, gpu.last_t = watts, now
         except Exception as exc:  # totals() must never raise: NVMLError or anything else
-            gpu.partial = f"{gpu.key} stopped reporting mid-run ({exc}); its last total is kept"
+            gpu.failed_reads += 1
+            gone = any(getattr(exc, "value", None) == getattr(self._nvml, name, None) for name in _GONE)
+            if gone or gpu.failed_reads >= MAX_FAILED_READS:
+                gpu.partial = f"{gpu.key} stopped reporting mid-run ({exc}); its last total is kept"
+            else:
+                gpu.failing = f"{gpu.key} did not answer ({exc}); retried on the next read"
+            return
+        gpu.failed_reads, gpu.failing = 0, ""
+
+    def _other_processes(self, gpu: _Gpu) -> Tuple[int, ...]:
+        """PIDs of the other processes with a compute or graphics context on ``gpu`` now."""
+        pids = set()
+        for listing in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+            try:
+                pids.update(process.pid for process in getattr(self._nvml, listing)(gpu.handle))
+            except Exception:  # not supported on this board or driver: nothing to say
+                continue
+        pids.discard(os.getpid())
+        return tuple(sorted(pids))
 
     def _sample_forever(self) -> None:
         period = 1.0 / self._sampling_hz
@@ -187,20 +276,28 @@ class NvmlSource(Source):
             with self._lock:
                 now = time.monotonic()
                 for gpu in self._gpus:
-                    if not gpu.has_counter:
+                    if gpu.sampled:
                         self._refresh(gpu, now)
 
     def describe(self) -> Dict[str, object]:
         gpus = [
-            {"index": gpu.index, "name": gpu.name, "uuid": gpu.uuid, "energy_counter": gpu.has_counter}
+            {"index": gpu.index, "name": gpu.name, "uuid": gpu.uuid, "energy_counter": not gpu.sampled,
+             "method": gpu.method, "scope": "module" if gpu.module_scope else "gpu"}
             for gpu in self._gpus
         ]
-        return {"gpus": gpus, "driver": self._driver, "gpu_count": len(gpus)}
+        facts: Dict[str, object] = {"gpus": gpus, "driver": self._driver, "gpu_count": len(gpus)}
+        if self._slices:
+            facts["mig_slices"] = list(self._slices)
+        if self.notes:
+            facts["notes"] = list(self.notes)
+        return facts
 
     @property
     def update_period_s(self) -> float:
-        periods = [COUNTER_UPDATE_PERIOD_S if gpu.has_counter else 1.0 / self._sampling_hz for gpu in self._gpus]
-        return max(periods, default=0.0)
+        """How far the figures may lag the GPU: the counter's refresh, the sampling period, or the 1 s average."""
+        periods = {"nvml-counter": COUNTER_UPDATE_PERIOD_S, "nvml-instant-power-sampling": 1.0 / self._sampling_hz,
+                   "nvml-averaged-power-sampling": max(AVERAGED_POWER_LAG_S, 1.0 / self._sampling_hz)}
+        return max((periods[gpu.method] for gpu in self._gpus), default=0.0)
 
     def close(self) -> None:
         self._stop.set()
@@ -211,6 +308,40 @@ class NvmlSource(Source):
             pynvml, self._nvml = self._nvml, None
         if pynvml is not None:
             _shutdown_quietly(pynvml)
+
+
+def _instant_w(pynvml: ModuleType, handle: object) -> Optional[float]:
+    """Instant power in watts, as Zeus reads it; None where the field is not supported."""
+    (value,) = pynvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_POWER_INSTANT])
+    if value.nvmlReturn == pynvml.NVML_ERROR_NOT_SUPPORTED:
+        return None
+    if value.nvmlReturn != pynvml.NVML_SUCCESS:
+        raise pynvml.NVMLError(value.nvmlReturn)
+    return value.value.uiVal / 1000.0
+
+
+def _mig_uuids(pynvml: ModuleType, handle: object) -> Tuple[str, ...]:
+    """The UUIDs of a board's MIG slices; none where MIG is off or not supported."""
+    try:
+        if pynvml.nvmlDeviceGetMigMode(handle)[0] != pynvml.NVML_DEVICE_MIG_ENABLE:
+            return ()
+        uuids = []
+        for slot in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+            try:
+                uuids.append(_text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot))))
+            except pynvml.NVMLError_NotFound:  # an empty slot
+                continue
+        return tuple(uuids)
+    except (pynvml.NVMLError, AttributeError):  # an old board, driver or nvidia-ml-py: no MIG
+        return ()
+
+
+def _is_module(pynvml: ModuleType, handle: object) -> bool:
+    """Whether this GPU is on a Grace superchip (NVLink-C2C), whose counter covers the whole module."""
+    try:
+        return bool(pynvml.nvmlDeviceGetC2cModeInfoV(handle).isC2cEnabled)
+    except (pynvml.NVMLError, AttributeError):
+        return False
 
 
 def _shutdown_quietly(pynvml: ModuleType) -> None:

@@ -9,6 +9,17 @@ their power, so a 0.3 s window on a 200 W GPU reads about 60 J; given
 ``counter_update_period_s``, the counter moves in steps of that period, as the
 driver refreshes it (about every 100 ms on real GPUs).
 
+Beyond counters it models what real boards do that measurement must survive:
+``nvmlDeviceGetPowerUsage`` averages over a trailing second on Ampere and newer
+(``power_average_s``) while ``nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)``
+is instant; power the test drives (``FakeNvml.drive``); a per-call latency that
+sleeps, so releases the GIL (``call_latency_s``); MIG mode with slice handles and
+``MIG-`` UUIDs on which power and energy are ``NotSupported``; a GPU that
+``nvmlDeviceGetCount`` counts but whose handle cannot be had (``handle_error``: lost,
+or hidden by cgroups: Insufficient Permissions); other processes on a board; a
+Grace Hopper module whose counter covers CPU, GPU and memory (``c2c_module``);
+transient errors (``FakeNvml.fail_next``); and the calls CodeCarbon's GPU setup makes.
+
 ``install(monkeypatch, devices)`` puts this module in ``sys.modules["pynvml"]``
 (so everything in the process, pytester's in-process runs included, sees it);
 ``install_no_driver(monkeypatch)`` makes ``nvmlInit`` fail as on a machine without
@@ -23,7 +34,7 @@ import string
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -124,6 +135,20 @@ _make_error_classes()
 
 Power = Union[float, Callable[[float], float]]
 
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_FI_DEV_POWER_AVERAGE = 185
+NVML_FI_DEV_POWER_INSTANT = 186
+NVML_POWER_SCOPE_GPU = 0
+NVML_POWER_SCOPE_MODULE = 1
+NVML_POWER_SCOPE_MEMORY = 2
+NVML_DEVICE_MIG_DISABLE = 0
+NVML_DEVICE_MIG_ENABLE = 1
+NVML_TEMPERATURE_GPU = 0
+NVML_COMPUTEMODE_DEFAULT = 0
+NVML_DEVICE_ARCH_VOLTA = 5
+NVML_DEVICE_ARCH_AMPERE = 7
+NVML_DEVICE_ARCH_HOPPER = 9
+
 
 @dataclasses.dataclass
 class FakeGpu:
@@ -131,9 +156,14 @@ class FakeGpu:
 
     ``counter_update_period_s`` > 0 makes the energy counter advance in steps, at the
     multiples of that period since install; 0 (the default) makes it continuous.
+    ``power_average_s`` is the trailing window ``nvmlDeviceGetPowerUsage`` averages over
+    (1 s on Ampere and newer; 0 for the instant power of older boards);
+    ``has_instant_power`` says whether ``NVML_FI_DEV_POWER_INSTANT`` is supported.
 
     Faults: after ``fail_at_s`` seconds or ``fail_after_calls`` calls on its handle,
-    every call on it raises ``NVMLError(fail_error)`` (a lost GPU stays lost).
+    every call on it raises ``NVMLError(fail_error)`` (a lost GPU stays lost);
+    ``handle_error`` makes ``nvmlDeviceGetHandleByIndex`` raise for it while
+    ``nvmlDeviceGetCount`` still counts it.
     """
 
     name: str = "NVIDIA A100-SXM4-40GB"
@@ -141,24 +171,57 @@ class FakeGpu:
     power_w: Power = 200.0
     has_energy_counter: bool = True
     counter_update_period_s: float = 0.0
+    power_average_s: float = 1.0
+    has_instant_power: bool = True
+    architecture: int = NVML_DEVICE_ARCH_AMPERE
+    call_latency_s: float = 0.0
+    mig_uuids: Sequence[str] = ()
+    c2c_module: bool = False
+    compute_pids: Sequence[int] = ()
+    graphics_pids: Sequence[int] = ()
+    memory_total_b: int = 40 * 2**30
+    memory_used_b: int = 2**30
+    handle_error: Optional[int] = None
     fail_at_s: Optional[float] = None
     fail_after_calls: Optional[int] = None
     fail_error: int = NVML_ERROR_GPU_IS_LOST
     calls: int = dataclasses.field(default=0, init=False)
+    failing_calls: int = dataclasses.field(default=0, init=False)
     vanished: bool = dataclasses.field(default=False, init=False)
     counter_mj: float = dataclasses.field(default=0.0, init=False)
     counted_until_s: float = dataclasses.field(default=0.0, init=False)
+    steps: List[Tuple[float, float]] = dataclasses.field(default_factory=list, init=False)
 
     def watts(self, t: float) -> float:
+        for since, watts in reversed(self.steps):
+            if t >= since:
+                return watts
         return float(self.power_w(t) if callable(self.power_w) else self.power_w)
 
     def energy_j(self, t_from: float, t_to: float) -> float:
         """Energy between two times since install (midpoint rule in 1 ms steps for varying power)."""
-        if not callable(self.power_w):
+        if t_to <= t_from:
+            return 0.0
+        if not callable(self.power_w) and not self.steps:
             return float(self.power_w) * (t_to - t_from)
-        steps = max(1, math.ceil((t_to - t_from) / 1e-3))
-        width = (t_to - t_from) / steps
-        return sum(self.watts(t_from + (k + 0.5) * width) for k in range(steps)) * width
+        edges = sorted({t_from, t_to, *(since for since, _ in self.steps if t_from < since < t_to)})
+        total = 0.0
+        for start, end in zip(edges, edges[1:]):
+            if not callable(self.power_w) or any(since <= start for since, _ in self.steps):
+                total += self.watts(start) * (end - start)  # constant on this piece
+                continue
+            pieces = max(1, math.ceil((end - start) / 1e-3))
+            width = (end - start) / pieces
+            total += sum(self.watts(start + (k + 0.5) * width) for k in range(pieces)) * width
+        return total
+
+    def averaged_w(self, t: float) -> float:
+        """What ``nvmlDeviceGetPowerUsage`` reports at ``t``: the mean over the trailing window."""
+        window = self.power_average_s
+        if window <= 0:
+            return self.watts(t)
+        before_install = max(window - t, 0.0) * self.watts(0.0)  # the board drew its initial power before
+        return (before_install + self.energy_j(max(t - window, 0.0), t)) / window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +230,69 @@ class FakeHandle:
 
     device: FakeGpu = dataclasses.field(compare=False)
     index: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeMigHandle:
+    """A MIG slice of a board: its own UUID, no power or energy of its own."""
+
+    parent: FakeHandle
+    slice_index: int
+
+    @property
+    def uuid(self) -> str:
+        return self.parent.device.mig_uuids[self.slice_index]
+
+
+@dataclasses.dataclass
+class FakeValue:
+    """The union ``c_nvmlValue_t``: the same number read as each type."""
+
+    uiVal: int = 0
+    siVal: int = 0
+    ullVal: int = 0
+    dVal: float = 0.0
+
+
+@dataclasses.dataclass
+class FakeFieldValue:
+    """One entry of ``nvmlDeviceGetFieldValues``: its own return code, as ``c_nvmlFieldValue_t``."""
+
+    fieldId: int
+    scopeId: int = 0
+    timestamp: int = 0
+    latencyUsec: int = 0
+    valueType: int = NVML_VALUE_TYPE_UNSIGNED_INT
+    nvmlReturn: int = NVML_SUCCESS
+    value: FakeValue = dataclasses.field(default_factory=FakeValue)
+
+
+@dataclasses.dataclass
+class FakeProcessInfo:
+    """One entry of ``nvmlDeviceGet{Compute,Graphics}RunningProcesses``."""
+
+    pid: int
+    usedGpuMemory: Optional[int] = 2**28
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
+@dataclasses.dataclass
+class c_nvmlMemory_t:  # noqa: N801  # named as in nvidia-ml-py, which CodeCarbon builds directly
+    total: int = 0
+    free: int = 0
+    used: int = 0
+
+
+@dataclasses.dataclass
+class FakeUtilization:
+    gpu: int = 0
+    memory: int = 0
+
+
+@dataclasses.dataclass
+class FakeC2cModeInfo:
+    isC2cEnabled: int = 0
 
 
 class FakeNvml:
@@ -188,6 +314,17 @@ class FakeNvml:
         self.devices[index].fail_error = error
         self.devices[index].fail_at_s = 0.0
 
+    def fail_next(self, index: int, calls: int, error: int = NVML_ERROR_UNKNOWN) -> None:
+        """The next ``calls`` calls on this GPU raise ``NVMLError(error)``; then it answers again."""
+        self.devices[index].fail_error = error
+        self.devices[index].failing_calls = calls
+
+    def drive(self, index: int, watts: float) -> None:
+        """From now on this GPU draws ``watts`` (a load the test switches on or off)."""
+        with self._lock:
+            self._advanced(self.devices[index])
+            self.devices[index].steps.append((self.elapsed_s(), float(watts)))
+
     def vanish(self, index: int) -> None:
         """The GPU leaves the bus: it is no longer listed and its handle is invalid."""
         self.devices[index].vanished = True
@@ -197,6 +334,12 @@ class FakeNvml:
         with self._lock:
             device = self._advanced(self.devices[index])
             device.counter_mj = 0.0
+
+    def dip_counter(self, index: int, millijoules: float) -> None:
+        """The energy counter reads ``millijoules`` lower than before (a glitch, not a reload)."""
+        with self._lock:
+            device = self._advanced(self.devices[index])
+            device.counter_mj = max(device.counter_mj - millijoules, 0.0)
 
     def unload_driver(self, error: int = NVML_ERROR_DRIVER_NOT_LOADED) -> None:
         """The driver goes away: every later call raises ``NVMLError(error)``."""
@@ -213,7 +356,7 @@ class FakeNvml:
         if period > 0:  # the driver last refreshed the counter at the latest multiple of its period
             now = max(device.counted_until_s, math.floor(now / period) * period)
         device.counter_mj += device.energy_j(device.counted_until_s, now) * 1000.0
-        device.counted_until_s = now
+        device.counted_until_s = max(now, device.counted_until_s)
         return device
 
     def _listed(self) -> List[FakeGpu]:
@@ -225,17 +368,33 @@ class FakeNvml:
         if self.driver_error is not None:
             raise NVMLError(self.driver_error)
 
-    def _device(self, handle: FakeHandle) -> FakeGpu:
+    def _device(self, handle: Union[FakeHandle, FakeMigHandle]) -> FakeGpu:
         """The GPU behind ``handle``, raising what NVML raises when it cannot answer."""
         self._check_ready()
+        if isinstance(handle, FakeMigHandle):
+            handle = handle.parent
+        if not isinstance(handle, FakeHandle):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         device = handle.device
+        if device.call_latency_s:
+            time.sleep(device.call_latency_s)  # the driver call, with the GIL released
         if device.vanished:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         device.calls += 1
+        if device.failing_calls > 0:
+            device.failing_calls -= 1
+            raise NVMLError(device.fail_error)
         failed_by_time = device.fail_at_s is not None and self.elapsed_s() >= device.fail_at_s
         failed_by_calls = device.fail_after_calls is not None and device.calls > device.fail_after_calls
         if failed_by_time or failed_by_calls:
             raise NVMLError(device.fail_error)
+        return device
+
+    def _board(self, handle: object) -> FakeGpu:
+        """A whole board's GPU; a MIG slice answers NotSupported, as for power and energy."""
+        device = self._device(handle)  # type: ignore[arg-type]
+        if isinstance(handle, FakeMigHandle):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return device
 
 
@@ -274,6 +433,7 @@ def nvmlSystemGetDriverVersion() -> str:
 
 
 def nvmlDeviceGetCount() -> int:
+    """Every board on the bus, those this process may not open included (as NVML counts them)."""
     driver = _current()
     driver._check_ready()
     return len(driver._listed())
@@ -285,31 +445,47 @@ def nvmlDeviceGetHandleByIndex(index: int) -> FakeHandle:
     listed = driver._listed()
     if not 0 <= index < len(listed):
         raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    if listed[index].handle_error is not None:
+        raise NVMLError(listed[index].handle_error)
     return FakeHandle(listed[index], index)
 
 
-def nvmlDeviceGetHandleByUUID(uuid: Union[str, bytes]) -> FakeHandle:
+def nvmlDeviceGetHandleByUUID(uuid: Union[str, bytes]) -> Union[FakeHandle, FakeMigHandle]:
     driver = _current()
     driver._check_ready()
     wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
     for index, device in enumerate(driver._listed()):
         if device.uuid == wanted:
+            if device.handle_error is not None:
+                raise NVMLError(device.handle_error)
             return FakeHandle(device, index)
+        if wanted in device.mig_uuids:
+            return FakeMigHandle(FakeHandle(device, index), list(device.mig_uuids).index(wanted))
     raise NVMLError(NVML_ERROR_NOT_FOUND)
+
+
+def nvmlDeviceGetIndex(handle: FakeHandle) -> int:
+    _current()._device(handle)
+    return handle.index
 
 
 def nvmlDeviceGetName(handle: FakeHandle) -> str:
     return _current()._device(handle).name
 
 
-def nvmlDeviceGetUUID(handle: FakeHandle) -> str:
-    return _current()._device(handle).uuid
+def nvmlDeviceGetUUID(handle: Union[FakeHandle, FakeMigHandle]) -> str:
+    device = _current()._device(handle)
+    return handle.uuid if isinstance(handle, FakeMigHandle) else device.uuid
+
+
+def nvmlDeviceGetArchitecture(handle: FakeHandle) -> int:
+    return _current()._device(handle).architecture
 
 
 def nvmlDeviceGetTotalEnergyConsumption(handle: FakeHandle) -> int:
-    """Millijoules since the driver loaded (Volta and newer)."""
+    """Millijoules since the driver loaded (Volta and newer); the whole module on Grace Hopper."""
     driver = _current()
-    device = driver._device(handle)
+    device = driver._board(handle)
     if not device.has_energy_counter:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     with driver._lock:
@@ -317,10 +493,107 @@ def nvmlDeviceGetTotalEnergyConsumption(handle: FakeHandle) -> int:
 
 
 def nvmlDeviceGetPowerUsage(handle: FakeHandle) -> int:
-    """Milliwatts now."""
+    """Milliwatts: the mean over the trailing ``power_average_s`` (1 s on Ampere and newer)."""
     driver = _current()
-    device = driver._device(handle)
-    return int(device.watts(driver.elapsed_s()) * 1000.0)
+    device = driver._board(handle)
+    with driver._lock:
+        return int(device.averaged_w(driver.elapsed_s()) * 1000.0)
+
+
+def nvmlDeviceGetFieldValues(handle: FakeHandle, fieldIds: Sequence[Union[int, Tuple[int, int]]]) -> List[FakeFieldValue]:
+    """Each field with its own ``nvmlReturn``; power fields in milliwatts, ``(fieldId, scopeId)`` for a scope."""
+    driver = _current()
+    device = driver._board(handle)
+    values = []
+    with driver._lock:
+        now = driver.elapsed_s()
+        for requested in fieldIds:
+            field_id, scope = requested if isinstance(requested, tuple) else (requested, NVML_POWER_SCOPE_GPU)
+            entry = FakeFieldValue(field_id, scope, timestamp=int((driver.t0 + now) * 1e6))
+            supported_scope = scope == NVML_POWER_SCOPE_GPU or (scope == NVML_POWER_SCOPE_MODULE and device.c2c_module)
+            if field_id == NVML_FI_DEV_POWER_INSTANT and device.has_instant_power and supported_scope:
+                milliwatts = int(device.watts(now) * 1000.0)
+            elif field_id == NVML_FI_DEV_POWER_AVERAGE and supported_scope:
+                milliwatts = int(device.averaged_w(now) * 1000.0)
+            else:
+                entry.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
+                values.append(entry)
+                continue
+            entry.value = FakeValue(uiVal=milliwatts, siVal=milliwatts, ullVal=milliwatts, dVal=float(milliwatts))
+            values.append(entry)
+    return values
+
+
+def nvmlDeviceGetC2cModeInfoV(handle: FakeHandle) -> FakeC2cModeInfo:
+    """Whether the board is a Grace superchip, its GPU linked to the CPU by NVLink-C2C."""
+    return FakeC2cModeInfo(int(_current()._board(handle).c2c_module))
+
+
+def nvmlDeviceGetMigMode(handle: FakeHandle) -> List[int]:
+    """``[current, pending]``: MIG enabled when the board has slices."""
+    mode = NVML_DEVICE_MIG_ENABLE if _current()._board(handle).mig_uuids else NVML_DEVICE_MIG_DISABLE
+    return [mode, mode]
+
+
+def nvmlDeviceIsMigDeviceHandle(handle: object) -> int:
+    _current()._device(handle)  # type: ignore[arg-type]
+    return int(isinstance(handle, FakeMigHandle))
+
+
+def nvmlDeviceGetMaxMigDeviceCount(handle: FakeHandle) -> int:
+    return len(_current()._board(handle).mig_uuids)
+
+
+def nvmlDeviceGetMigDeviceHandleByIndex(handle: FakeHandle, index: int) -> FakeMigHandle:
+    device = _current()._board(handle)
+    if not 0 <= index < len(device.mig_uuids):
+        raise NVMLError(NVML_ERROR_NOT_FOUND)
+    return FakeMigHandle(handle, index)
+
+
+def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle: FakeMigHandle) -> FakeHandle:
+    _current()._device(handle)
+    if not isinstance(handle, FakeMigHandle):
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    return handle.parent
+
+
+def nvmlDeviceGetComputeRunningProcesses(handle: FakeHandle) -> List[FakeProcessInfo]:
+    return [FakeProcessInfo(pid) for pid in _current()._device(handle).compute_pids]
+
+
+def nvmlDeviceGetGraphicsRunningProcesses(handle: FakeHandle) -> List[FakeProcessInfo]:
+    return [FakeProcessInfo(pid) for pid in _current()._device(handle).graphics_pids]
+
+
+def nvmlDeviceGetMemoryInfo(handle: FakeHandle) -> c_nvmlMemory_t:
+    device = _current()._device(handle)
+    return c_nvmlMemory_t(device.memory_total_b, device.memory_total_b - device.memory_used_b, device.memory_used_b)
+
+
+def nvmlDeviceGetTemperature(handle: FakeHandle, sensor: int) -> int:
+    _current()._board(handle)
+    return 45
+
+
+def nvmlDeviceGetEnforcedPowerLimit(handle: FakeHandle) -> int:
+    _current()._board(handle)
+    return 400_000
+
+
+def nvmlDeviceGetPowerManagementLimit(handle: FakeHandle) -> int:
+    _current()._board(handle)
+    return 400_000
+
+
+def nvmlDeviceGetUtilizationRates(handle: FakeHandle) -> FakeUtilization:
+    _current()._board(handle)
+    return FakeUtilization(gpu=50, memory=10)
+
+
+def nvmlDeviceGetComputeMode(handle: FakeHandle) -> int:
+    _current()._device(handle)
+    return NVML_COMPUTEMODE_DEFAULT
 
 
 # -- installing it -------------------------------------------------------------------------
@@ -329,12 +602,14 @@ def nvmlDeviceGetPowerUsage(handle: FakeHandle) -> int:
 def install(monkeypatch: pytest.MonkeyPatch, devices: Sequence[FakeGpu], **options: object) -> FakeNvml:
     """Make ``import pynvml`` return this module, driving ``devices``; undone after the test.
 
-    ``CUDA_VISIBLE_DEVICES`` is cleared so the host's value does not leak in; set it after.
+    ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER`` are cleared so the host's values do not
+    leak in; set them after.
     """
     driver = FakeNvml(devices, **options)  # type: ignore[arg-type]
     monkeypatch.setattr(sys.modules[__name__], "_driver", driver)
     monkeypatch.setitem(sys.modules, "pynvml", sys.modules[__name__])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
     return driver
 
 
@@ -343,7 +618,7 @@ def install_no_driver(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
     return install(monkeypatch, [], init_error=NVML_ERROR_LIBRARY_NOT_FOUND)
 
 
-def gpus(*watts: float, has_energy_counter: bool = True) -> List[FakeGpu]:
+def gpus(*watts: float, has_energy_counter: bool = True, **options: object) -> List[FakeGpu]:
     """Distinct GPUs drawing the given powers, with UUIDs ``GPU-<i>1111111-...``."""
     return [
         FakeGpu(
@@ -351,6 +626,7 @@ def gpus(*watts: float, has_energy_counter: bool = True) -> List[FakeGpu]:
             uuid=f"GPU-{i}1111111-2222-3333-4444-555555555555",
             power_w=w,
             has_energy_counter=has_energy_counter,
+            **options,  # type: ignore[arg-type]
         )
         for i, w in enumerate(watts)
     ]
