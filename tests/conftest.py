@@ -15,7 +15,7 @@ import json
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -24,6 +24,15 @@ from pytest_energy.report.json_report import load_schema
 
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 REPORT_NAME = "energy.json"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Sessions this suite starts (subprocesses too) keep the machine lock and activity file to themselves:
+    another pytest-energy run on the machine must not make their baselines contended."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_DIR_ENV, str(tmp_path_factory.mktemp("machine-state")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from hypothesis import given, strategies as st
 
 from pytest_energy.decide.limits import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
+from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.measure.ranks import (
     Launch, LaunchError, RankFigure, combine, detect, own_gpu_positions, own_readings,
 )
@@ -286,7 +287,7 @@ def test_a_pytest_session_under_torchrun_reports_once_on_the_ranks_combined_figu
                "-p", "no:xdist", "--energy-meter=nvml", "--energy-json=energy.json",
                "--energy-cap-mode=warn", "test_ranked.py"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
-           "TMPDIR": str(tmp_path)}
+           "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path)}  # this launch's own machine state
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     outputs = {int(path.parent.name): path.read_text() for path in tmp_path.glob("logs/**/stdout.log")}
     assert done.returncode == 0 and sorted(outputs) == [0, 1], done.stdout[-2000:] + done.stderr[-2000:]
@@ -353,7 +354,7 @@ def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path
                    "--redirects=3", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml",
                    "--energy-json=energy.json", "--energy-check-interval=0.2", "test_long.py"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
-               "TMPDIR": str(temp)}
+               "TMPDIR": str(temp), STATE_DIR_ENV: str(temp)}
         launches.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True))
     finish(*launches)
