@@ -36,7 +36,15 @@ from pytest_energy.report.json_report import load_schema
 
 ROOTS = {roots!r}
 ROOT = ROOTS[os.environ.get("PYTEST_XDIST_WORKER", "gw0")]
-rapl.RaplSource = functools.partial(rapl.RaplSource, ROOT)
+UNBOUND = rapl.RaplSource
+
+
+def pytest_configure(config):
+    rapl.RaplSource = functools.partial(UNBOUND, ROOT)
+
+
+def pytest_unconfigure(config):  # an in-process run must not leave the binding to the tests after it
+    rapl.RaplSource = UNBOUND
 """
 
 SPEND = """
