@@ -12,7 +12,7 @@ import datetime
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
 from .measure import METER_CHOICES
@@ -23,6 +23,7 @@ DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
 CAP_MODES = ("fail", "warn")
 BASELINE_MODES = ("use", "refresh", "off")
 NORMALIZATION_RULES = ("one-point", "two-point")
+CAP_ON = ("median", "max", "each")
 
 
 class ConfigError(Exception):
@@ -78,6 +79,21 @@ def _count_at_least_one(value: Any) -> int:
     return int(value)
 
 
+def _count_at_least_zero(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"expected a whole number of 0 or more, got {shown(value)}")
+    return int(value)
+
+
+def _regression_limit(value: Any) -> Union[float, str]:
+    """``--energy-compare-fail``: a percentage, or ``auto`` (the noise floor)."""
+    if isinstance(value, str) and value.strip() == "auto":
+        return "auto"
+    if not isinstance(value, str):
+        raise ValueError(f"expected a percentage such as 10% or auto, got {shown(value)}")
+    return parse_percentage(value)
+
+
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected {COUNT_FORMS}, got {shown(value)}")
@@ -130,7 +146,9 @@ OPTIONS: List[Option] = [
     Option("check-interval", "seconds between live cap checks while a capped test runs", _positive, 0.5),
     Option("autosave", "store this run's report under the storage directory", _bool, False, flag=True),
     Option("compare", "compare with the latest stored run, or the one named", _text, const="latest"),
-    Option("compare-fail", "fail a test whose energy grew by more than this over the compared run, e.g. 10%", parse_percentage),
+    Option("compare-fail", "fail a test whose energy grew by more than this over the compared run (the lower bound of "
+           "its interval, with repeats), e.g. 10%, or auto: this runner's noise floor from its stored runs",
+           _regression_limit),
     Option("storage", "directory of stored runs", _text, ".energy"),
     Option("baseline-mode", "use: reuse the cached baseline; refresh: measure it again; off: no normalisation",
            _choice(BASELINE_MODES), "use", name="baseline"),
@@ -141,6 +159,12 @@ OPTIONS: List[Option] = [
     Option("normalization", "one-point (the challenge's rule) or two-point", _choice(NORMALIZATION_RULES), "one-point"),
     Option("macs-cap", "cap on the MACs a test counts with energy.count_macs or macs_input, e.g. 1.2G", _count, prefix=""),
     Option("params-cap", "cap on the parameters of a model a test counts, e.g. 17.4M", _count, prefix=""),
+    # repeats and the noise-aware regression gate (decide/noise.py)
+    Option("repeats", "run each measured test's body this many times, each measured; the record keeps every figure",
+           _count_at_least_one, 1),
+    Option("warmup", "run each measured test's body this many times unmeasured before its repeats", _count_at_least_zero, 0),
+    Option("cooldown", "pause between a test's repeats (and after its warm-up), e.g. 5s", _duration, 0.0),
+    Option("cap-on", "with repeats, what a cap applies to: " + "|".join(CAP_ON), _choice(CAP_ON), "median"),
 ]
 PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
@@ -160,7 +184,7 @@ class Settings:
     check_interval_s: float = 0.5
     autosave: bool = False
     compare: Optional[str] = None  # "latest" or a stored run's name
-    compare_fail: Optional[float] = None  # 0.10 for 10 %
+    compare_fail: Union[float, str, None] = None  # 0.10 for 10 %, or "auto"
     storage: str = ".energy"
     baseline_mode: str = "use"
     baseline_nodeid: Optional[str] = None
@@ -173,6 +197,10 @@ class Settings:
     params_cap: Optional[int] = None
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
+    repeats: int = 1
+    warmup: int = 0
+    cooldown_s: float = 0.0
+    cap_on: str = "median"  # with repeats: "median", "max" or "each"
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -283,6 +311,10 @@ def build_settings(
         params_cap=values["params-cap"],
         metadata=metadata,
         source=source,
+        repeats=values["repeats"],
+        warmup=values["warmup"],
+        cooldown_s=values["cooldown"],
+        cap_on=values["cap-on"],
     )
 
 
@@ -329,7 +361,8 @@ def parse_marker_cap(value: Any, nodeid: str, argument: str = "energy marker cap
         raise ConfigError(f"{nodeid}: {argument}: {exc}") from None
 
 
-ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model")
+ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model", "repeats", "warmup", "cooldown")
+MARKER_REPEATS = {"repeats": _count_at_least_one, "warmup": _count_at_least_zero, "cooldown": _duration}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,6 +374,9 @@ class EnergyMarker:
     system: Optional[str] = None
     macs_input: Optional[Tuple[int, ...]] = None
     macs_model: Optional[str] = None
+    repeats: Optional[int] = None  # None: the session's setting
+    warmup: Optional[int] = None
+    cooldown_s: Optional[float] = None
 
 
 def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> EnergyMarker:
@@ -360,7 +396,15 @@ def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: 
             shape = input_shape(shape)
         except ValueError as exc:
             raise ConfigError(f"{nodeid}: energy marker macs_input: {exc}") from None
-    return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"))
+    repeats: Dict[str, Any] = {}
+    for name, parse in MARKER_REPEATS.items():
+        if kwargs.get(name) is not None:
+            try:
+                repeats[name] = parse(kwargs[name])
+            except (QuantityError, ValueError) as exc:
+                raise ConfigError(f"{nodeid}: energy marker {name}: {exc}") from None
+    return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"),
+                        repeats.get("repeats"), repeats.get("warmup"), repeats.get("cooldown"))
 
 
 def parse_baseline_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> Optional[float]:

@@ -31,6 +31,9 @@ class TestState:
     session_left_j: Optional[float] = None  # what was left of the session cap when the call phase started
     activity: Optional[str] = None  # its window's key in the machine's activity file
     watchdog: Optional["Watchdog"] = None
+    repeats: int = 1  # measured runs of the body: the last is pytest's own call
+    warmup: int = 0  # unmeasured runs before them
+    cooldown_s: float = 0.0  # pause after the warm-up and between repeats
 
 
 class EnergyProbe:

@@ -10,12 +10,14 @@ stop, the final verdict and every report.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+import statistics
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS, Measurement
 from ..store.runs import StoredRun
 from ..units import format_count, format_energy
+from .noise import Comparison, NoiseFloor, compare, fails
 
 NORMALIZED_PHASES = ("train", "test")  # the phases a normalised cap applies to (not the baseline's own)
 ENERGY_LIMITS = ("cap", "session cap", "regression")  # the limits that give a test's energy verdict
@@ -48,6 +50,9 @@ class Figures:
     complexity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "macs", "params"
     fingerprint: Optional[str] = None  # this machine's, for the regression gate
     stopped_early: Optional[Mapping[str, Any]] = None  # the watchdog's stop: at_s, limit
+    repeats: int = 1  # measured runs of the body planned
+    repeats_j: Tuple[Optional[float], ...] = ()  # every repeat's figure, once all ran (the last is ``measurement``'s)
+    repeats_lost: Tuple[str, ...] = ()  # why an earlier repeat's figure is only a lower bound
 
     @property
     def energy_j(self) -> Optional[float]:
@@ -65,6 +70,9 @@ class Limits:
     params_cap: Optional[int] = None
     regression: Optional[float] = None  # the growth over ``stored`` that fails (0.10 = 10 %)
     stored: Optional[StoredRun] = None
+    cap_on: str = "median"  # with repeats, what a cap applies to: "median", "max" or "each"
+    regression_auto: bool = False  # the limit is each test's noise floor (``--energy-compare-fail=auto``)
+    floors: Mapping[str, NoiseFloor] = dataclasses.field(default_factory=dict)  # nodeid -> this machine's noise
 
 
 Limit = Callable[[Figures, Limits], Optional[CapFailure]]
@@ -94,8 +102,14 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     if measurement is None or total is None:
         why = "; ".join(dict.fromkeys(r.note for r in measurement.readings if r.note)) if measurement else "test was not measured"
         return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: no meter measured this test ({why})", "unmeasured")
+    unmeasured = [str(index) for index, energy in enumerate(figures.repeats_j, 1) if energy is None]
+    if unmeasured:
+        return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: repeat {', '.join(unmeasured)} of "
+                          f"{len(figures.repeats_j)} was not measured", "unmeasured")
+    total, which = capped_figure(figures, limits.cap_on)
     compared, what = (total, "energy") if normalization is None else (normalization.normalize(total), "normalised energy")
-    lost = "; ".join(lower_bound_reasons(measurement))
+    what += f" ({which})" if which else ""
+    lost = "; ".join(dict.fromkeys([*lower_bound_reasons(measurement), *figures.repeats_lost]))
     details = ("" if normalization is None else f"raw {format_energy(total, unit)}: ") + split(measurement, unit)
     if compared > cap_j:
         at_least = f", and that is only a lower bound because {lost}" if lost else ""
@@ -107,6 +121,16 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
             "lower-bound",
         )
     return None
+
+
+def capped_figure(figures: Figures, cap_on: str) -> Tuple[float, str]:
+    """The figure a cap applies to, and which it is: with repeats, their median or the largest (``max``, ``each``)."""
+    repeats = [energy for energy in figures.repeats_j if energy is not None]
+    if len(repeats) < 2:
+        return figures.energy_j, ""  # type: ignore[return-value]
+    if cap_on == "median":
+        return statistics.median(repeats), f"median of {len(repeats)} repeats"
+    return max(repeats), f"largest of {len(repeats)} repeats"
 
 
 def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
@@ -122,23 +146,42 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     )
 
 
-def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The test's energy grew by more than ``limits.regression`` over the stored run.
+@dataclasses.dataclass(frozen=True)
+class StoredComparison:
+    """A test's figures against the stored run's: the comparison, what was compared, and the limit that applies."""
 
-    On the same hardware raw energies are compared; on other hardware, normalised ones.
+    comparison: Comparison
+    kind: str  # "energy" or "normalised energy"
+    limit: Optional[float]  # None: ``auto`` without a noise floor for this test
+    floor: Optional[NoiseFloor]
+    run: str
+    now_j: float  # the medians compared
+    before_j: float
+
+    def to_json(self) -> Dict[str, Any]:
+        return {**self.comparison.to_json(), "limit": self.limit,
+                "noise_floor": {"noise": self.floor.noise, "source": self.floor.source} if self.floor else None}
+
+
+def compare_with_stored(figures: Figures, limits: Limits) -> Union[StoredComparison, CapFailure, None]:
+    """The test's repeats against the stored run's (raw on the same hardware, else one normalised figure each).
+
+    A ``CapFailure`` when the runs cannot be compared; None when there is nothing to compare.
     """
     stored, energy_j = limits.stored, figures.energy_j
-    if stored is None or limits.regression is None or energy_j is None:
+    if stored is None or (limits.regression is None and not limits.regression_auto) or energy_j is None:
         return None
     previous = stored.tests.get(figures.nodeid)
     if previous is None:
         return None
+    measured = [energy for energy in figures.repeats_j if energy is not None]
     if figures.fingerprint == stored.fingerprint:
-        now, before, kind = energy_j, previous.get("energy_j"), "energy"
+        now, before, kind = measured or [energy_j], list(stored.energies(figures.nodeid)), "energy"
     else:
-        normalized_j = figures.normalization.normalize(energy_j) if figures.normalization else None
-        now, before, kind = normalized_j, previous.get("energy_normalized_j"), "normalised energy"
-        if now is None or before is None:
+        middle_j = statistics.median(measured) if measured else energy_j
+        normalized_j = figures.normalization.normalize(middle_j) if figures.normalization else None
+        before_j = previous.get("energy_normalized_j")
+        if normalized_j is None or before_j is None:
             return CapFailure(
                 f"cannot compare with {stored.path.name}: it was measured on other hardware (fingerprint "
                 f"{stored.fingerprint} vs {figures.fingerprint}) and without normalisation; run a baseline "
@@ -146,17 +189,46 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
                 "not-comparable",
                 "regression",
             )
-    if not before:
+        now, before, kind = [normalized_j], [before_j], "normalised energy"
+    comparison = compare(now, before)
+    if comparison is None:
         return None
-    growth = now / before - 1
-    if growth <= limits.regression:
-        return None
-    return CapFailure(
-        f"{kind} {format_energy(now, limits.unit)} grew {growth:+.1%} over {format_energy(before, limits.unit)} in "
-        f"{stored.path.name} (limit +{limits.regression * 100:g}%)",
-        "regression",
-        "regression",
-    )
+    floor = limits.floors.get(figures.nodeid)
+    limit = (floor.noise if floor else None) if limits.regression_auto else limits.regression
+    return StoredComparison(comparison, kind, limit, floor, stored.path.name, statistics.median(now),
+                            statistics.median(before))
+
+
+def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The test's energy grew by more than ``limits.regression`` over the stored run, noise considered.
+
+    With repeats on both sides it fails only when the lower bound of the ratio's interval is over
+    the limit (``decide/noise.py``); with one figure on a side, when the ratio is, and it says so.
+    A figure that is only a lower bound does not pass.
+    """
+    compared = compare_with_stored(figures, limits)
+    if not isinstance(compared, StoredComparison) or compared.limit is None:
+        return compared if isinstance(compared, CapFailure) else None
+    comparison, limit, unit = compared.comparison, compared.limit, limits.unit
+    shown_limit = f"limit +{limit * 100:g}%"
+    if limits.regression_auto and compared.floor is not None:
+        shown_limit += f": this runner's noise, the {compared.floor.source}"
+    if fails(comparison, limit):
+        return CapFailure(
+            f"{compared.kind} {format_energy(compared.now_j, unit)} grew {comparison.ratio - 1:+.1%} over "
+            f"{format_energy(compared.before_j, unit)} in {compared.run} ({shown_limit}); {comparison.describe()}",
+            "regression",
+            "regression",
+        )
+    lost = [*(lower_bound_reasons(figures.measurement) if figures.measurement is not None else []),
+            *figures.repeats_lost,
+            *(f"repeat {index} of {len(figures.repeats_j)} was not measured"
+              for index, energy in enumerate(figures.repeats_j, 1) if energy is None)]
+    if lost:
+        return CapFailure(f"cannot pass the regression gate ({shown_limit}): {compared.kind} "
+                          f"{format_energy(compared.now_j, unit)} is only a lower bound because {'; '.join(lost)}",
+                          "lower-bound", "regression")
+    return None
 
 
 def _count_cap(what: str, cap: Optional[int], value: Any) -> Optional[CapFailure]:
@@ -192,7 +264,7 @@ def check(figures: Figures, limits: Limits) -> List[CapFailure]:
 def live_limit(figures: Figures, limits: Limits) -> Optional[Tuple[float, str]]:
     """The lowest energy measured here at which an energy limit fails, and which: what the watchdog watches."""
     candidates = []
-    if figures.cap_j is not None:
+    if figures.cap_j is not None and (figures.repeats == 1 or limits.cap_on != "median"):  # one repeat can't fail a median
         normalization = cap_normalization(figures, limits)
         candidates.append((normalization.local_energy_for(figures.cap_j) if normalization else figures.cap_j, "cap"))
     if limits.session_cap_j is not None and figures.session_left_j is not None:

@@ -22,6 +22,8 @@ import random
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..store.runs import StoredRun
+
 CONFIDENCE = 0.95  # two-sided: the lower bound is the 2.5 % quantile of the bootstrap ratio
 EXACT_PAIRS = 250_000  # above this many (median now, median before) pairs, the ratio's distribution is sampled
 SAMPLED = 20_000  # draws of the sampled ratio distribution
@@ -45,13 +47,12 @@ class Comparison:
         return self.low is not None
 
     def describe(self) -> str:
-        """``+21.2 % (95 % interval +3.1 % to +40.0 %, 5 vs 5 repeats)``, or the single-figure fallback."""
-        growth = f"{self.ratio - 1:+.1%}"
+        """``95% interval +3.1% to +40.0%, median of 5 vs 5 repeats``, or what the single-figure fallback is."""
         if self.low is None or self.high is None:
-            return (f"{growth} ({self.repeats_now} vs {self.repeats_before} repeats: one figure on a side cannot "
-                    "separate a change from noise; decided on the figures alone)")
-        return (f"{growth} ({self.confidence:.0%} interval {self.low - 1:+.1%} to {self.high - 1:+.1%}, "
-                f"median of {self.repeats_now} vs {self.repeats_before} repeats)")
+            return (f"{self.repeats_now} vs {self.repeats_before} repeats: one figure on a side cannot separate a "
+                    "change from noise, decided on the figures alone")
+        return (f"{self.confidence:.0%} interval {self.low - 1:+.1%} to {self.high - 1:+.1%}, "
+                f"median of {self.repeats_now} vs {self.repeats_before} repeats")
 
     def to_json(self) -> Dict[str, object]:
         return {"ratio": self.ratio, "low": self.low, "high": self.high, "repeats": [self.repeats_now, self.repeats_before],
@@ -188,8 +189,20 @@ def noise_floor(runs: Sequence[StoredFigures]) -> Optional[NoiseFloor]:
     same_commit = [(commit, value) for commit, value in same_commit if value is not None]
     if same_commit:
         count = sum(len(by_commit[commit]) for commit, _ in same_commit)
-        return NoiseFloor(max(value for _, value in same_commit), f"spread of {count} stored runs of the same commit")
+        return NoiseFloor(max(value for _, value in same_commit), f"spread of {count} stored runs of one commit")
     within = [value for value in (spread(run.repeats) for run in runs) if value is not None]
     if within:
-        return NoiseFloor(statistics.median(within), f"spread of the repeats of {len(within)} stored runs")
+        return NoiseFloor(statistics.median(within), f"spread of the repeats of {_runs(len(within))}")
     return None
+
+
+def _runs(count: int) -> str:
+    return f"{count} stored run" + ("" if count == 1 else "s")
+
+
+def floors(runs: Sequence[StoredRun]) -> Dict[str, NoiseFloor]:
+    """Each test's noise floor from the stored runs of one machine (tests without enough runs have none)."""
+    nodeids = {nodeid for run in runs for nodeid in run.tests}
+    found = {nodeid: noise_floor([StoredFigures(run.commit, run.energies(nodeid)) for run in runs if nodeid in run.tests])
+             for nodeid in nodeids}
+    return {nodeid: floor for nodeid, floor in found.items() if floor is not None}
