@@ -34,6 +34,7 @@ from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
+from .report.gate import comparison_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
@@ -685,6 +686,7 @@ class EnergySession:
         lines += [f"  note: {line}" for line in caveats(records)]
         if self.settings.json and not self._json_failed:
             lines.append(f"energy report written to {self.settings.json}")
+        lines += comparison_lines(records)
         if self.stored_run() is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
         if self.saved_run is not None:

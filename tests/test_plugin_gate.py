@@ -153,6 +153,9 @@ def test_a_noisy_stored_run_does_not_fail_a_growth_the_interval_cannot_separate(
     assert comparison["verdict"] == "pass" and comparison["method"] == "bootstrap-median"
     assert comparison["ratio"] > 1.1 > comparison["low"]
     assert comparison["repeats"] == [5, 5] and comparison["limit"] == pytest.approx(0.10)
+    run.result.stdout.fnmatch_lines(["energy comparison with *.json:",
+                                     "  test_gate.py::test_workload: +*% (95% interval * to *, median of 5 vs 5 repeats), "
+                                     "limit +10%, noise *%: pass"])
 
 
 def test_a_clear_growth_fails_with_its_interval_in_the_message(

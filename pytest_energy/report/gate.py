@@ -1,0 +1,32 @@
+"""The regression gate in the terminal: each compared test's growth, its interval and the verdict, one line each."""
+
+from __future__ import annotations
+
+from typing import Any, List, Mapping, Sequence
+
+from ..account.record import Record
+
+
+def comparison_lines(records: Sequence[Record]) -> List[str]:
+    """``test_x: +3.2% (95% interval -3.5% to +9.0%, median of 5 vs 5 repeats), limit +10%: pass``."""
+    compared = [(record.nodeid, record.extra["comparison"]) for record in records
+                if isinstance(record.extra.get("comparison"), Mapping) and "ratio" in record.extra["comparison"]]
+    if not compared:
+        return []
+    lines = [f"energy comparison with {compared[0][1].get('run')}:"]
+    lines += [f"  {nodeid}: {_growth(entry)}" for nodeid, entry in compared]
+    return lines
+
+
+def _growth(entry: Mapping[str, Any]) -> str:
+    ratio, low, high = entry["ratio"], entry.get("low"), entry.get("high")
+    now, before = entry.get("repeats") or (1, 1)
+    if low is None or high is None:
+        spread = f"{now} vs {before} repeats: cannot separate a change from noise"
+    else:
+        spread = f"{entry.get('confidence', 0.95):.0%} interval {low - 1:+.1%} to {high - 1:+.1%}, median of {now} vs {before} repeats"
+    limit = entry.get("limit")
+    shown_limit = "no limit (auto: no noise floor yet)" if limit is None else f"limit +{limit * 100:g}%"
+    floor = entry.get("noise_floor")
+    noise = f", noise {floor['noise']:.0%}" if floor else ""
+    return f"{ratio - 1:+.1%} ({spread}), {shown_limit}{noise}: {entry.get('verdict', 'pass')}"
