@@ -165,6 +165,8 @@ OPTIONS: List[Option] = [
     Option("warmup", "run each measured test's body this many times unmeasured before its repeats", _count_at_least_zero, 0),
     Option("cooldown", "pause between a test's repeats (and after its warm-up), e.g. 5s", _duration, 0.0),
     Option("cap-on", "with repeats, what a cap applies to: " + "|".join(CAP_ON), _choice(CAP_ON), "median"),
+    Option("benchmark-json", "write github-action-benchmark's customSmallerIsBetter JSON to this path", _text),
+    Option("openmetrics", "write a GitLab metrics report (OpenMetrics text) to this path", _text),
 ]
 PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
@@ -201,6 +203,8 @@ class Settings:
     warmup: int = 0
     cooldown_s: float = 0.0
     cap_on: str = "median"  # with repeats: "median", "max" or "each"
+    benchmark_json: Optional[str] = None
+    openmetrics: Optional[str] = None
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -315,6 +319,8 @@ def build_settings(
         warmup=values["warmup"],
         cooldown_s=values["cooldown"],
         cap_on=values["cap-on"],
+        benchmark_json=values["benchmark-json"],
+        openmetrics=values["openmetrics"],
     )
 
 

@@ -12,6 +12,7 @@ its ``BenchmarkSession``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import statistics
 import tempfile
@@ -34,11 +35,12 @@ from .measure.meter import Meter
 from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
+from .report.ci_formats import benchmark_entries, openmetrics_text
 from .report.gate import comparison_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
-from .store.files import NotARegularFileError, regular_file_target
+from .store.files import NotARegularFileError, regular_file_target, write_text_atomically
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
 
@@ -64,6 +66,7 @@ class EnergySession:
                  session_total: Optional[str] = None):
         self.settings = settings
         self.rootpath = rootpath
+        self._invocation_dir = invocation_dir
         self.worker_id = worker_id
         self.records: List[Record] = []
         self.environment: Dict[str, Any] = {}
@@ -583,11 +586,25 @@ class EnergySession:
         if self._checkpoints is not None:
             self._checkpoints.close()
         self.write_json()
+        self._write_ci_formats()
         if self.settings.autosave and self.records:
             try:
                 self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
             except OSError as exc:
                 self.notice(f"cannot store this run under {self.settings.storage}: {exc}")
+
+    def _write_ci_formats(self) -> None:
+        """github-action-benchmark's JSON and the OpenMetrics report, where asked for; a notice if one cannot be written."""
+        for option, path, render in (
+            ("--energy-benchmark-json", self.settings.benchmark_json,
+             lambda records: json.dumps(benchmark_entries(records), indent=2) + "\n"),
+            ("--energy-openmetrics", self.settings.openmetrics, openmetrics_text),
+        ):
+            if path:
+                try:
+                    write_text_atomically(Path(self._invocation_dir, path), render(self.accounted_records()))
+                except OSError as exc:  # a directory or device at the path, an unwritable directory
+                    self.notice(f"cannot write {option}={path}: {exc}")
 
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
