@@ -167,6 +167,8 @@ OPTIONS: List[Option] = [
     Option("cap-on", "with repeats, what a cap applies to: " + "|".join(CAP_ON), _choice(CAP_ON), "median"),
     Option("benchmark-json", "write github-action-benchmark's customSmallerIsBetter JSON to this path", _text),
     Option("openmetrics", "write a GitLab metrics report (OpenMetrics text) to this path", _text),
+    Option("macs-compare-fail", "fail a test whose counted MACs or parameters grew by more than this over the "
+           "compared run, e.g. 0% (counts are exact: no noise)", parse_percentage, prefix=""),
 ]
 PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
@@ -205,6 +207,7 @@ class Settings:
     cap_on: str = "median"  # with repeats: "median", "max" or "each"
     benchmark_json: Optional[str] = None
     openmetrics: Optional[str] = None
+    macs_compare_fail: Optional[float] = None  # 0.0: any growth of MACs or parameters fails
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -321,6 +324,7 @@ def build_settings(
         cap_on=values["cap-on"],
         benchmark_json=values["benchmark-json"],
         openmetrics=values["openmetrics"],
+        macs_compare_fail=values["macs-compare-fail"],
     )
 
 

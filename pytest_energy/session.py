@@ -103,7 +103,8 @@ class EnergySession:
         self._floors: Optional[Dict[str, NoiseFloor]] = None
         self._compare_note = ""
         self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
-        compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
+        gated = settings.compare_fail is not None or settings.macs_compare_fail is not None
+        compare = settings.compare or ("latest" if gated else None)
         if compare == "latest" and not self.run_store().has_runs():
             self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
         elif compare == "latest":
@@ -152,7 +153,7 @@ class EnergySession:
         auto = settings.compare_fail == "auto"
         return Limits(settings.unit, settings.normalized, settings.session_cap_j, settings.macs_cap, settings.params_cap,
                       None if auto else settings.compare_fail, self.stored_run(), settings.cap_on,  # type: ignore[arg-type]
-                      auto, self.noise_floors())
+                      auto, self.noise_floors(), settings.macs_compare_fail)
 
     def noise_floors(self) -> Dict[str, NoiseFloor]:
         """Each test's noise on this machine, from its stored runs: read once, when a regression limit is set."""

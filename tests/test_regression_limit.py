@@ -8,7 +8,8 @@ from typing import Any, Dict, Sequence
 
 import pytest
 
-from pytest_energy.decide.limits import Figures, Limits, StoredComparison, compare_with_stored, energy_cap, regression
+from pytest_energy.decide.limits import (Figures, Limits, StoredComparison, compare_with_stored, complexity_regression,
+                                         energy_cap, regression)
 from pytest_energy.decide.noise import NoiseFloor
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.store.runs import StoredRun
@@ -73,3 +74,17 @@ def test_a_cap_applies_to_the_median_or_the_largest_repeat(cap_on: str, fails: b
     assert (failure is not None) == fails
     if failure is not None:
         assert failure.message.startswith("energy (largest of 3 repeats) 500 J exceeds cap 100 J")
+
+
+def test_a_macs_regression_is_exact() -> None:
+    """One MAC more than the stored run fails at 0 %; the same count passes; no noise handling."""
+    run = StoredRun(RUN, "same", {NODEID: {"nodeid": NODEID, "energy_j": 1.0, "macs": 8832, "params": 8842}})
+    limits = Limits("J", stored=run, complexity_regression=0.0)
+    same = dataclasses.replace(figures(1.0), complexity={"macs": 8832, "params": 8842})
+    assert complexity_regression(same, limits) is None
+    failure = complexity_regression(dataclasses.replace(same, complexity={"macs": 8833, "params": 8842}), limits)
+    assert failure is not None and (failure.verdict, failure.limit) == ("regression", "MACs regression")
+    assert failure.message == f"MACs 8.83K (8,833) grew over 8.83K (8,832) (+0.0%) in {RUN.name} (limit +0%)"
+    assert complexity_regression(dataclasses.replace(same, complexity={"macs": 9000, "params": 9000}),
+                                 dataclasses.replace(limits, complexity_regression=0.05)) is None
+    assert complexity_regression(same, dataclasses.replace(limits, complexity_regression=None)) is None

@@ -73,6 +73,7 @@ class Limits:
     cap_on: str = "median"  # with repeats, what a cap applies to: "median", "max" or "each"
     regression_auto: bool = False  # the limit is each test's noise floor (``--energy-compare-fail=auto``)
     floors: Mapping[str, NoiseFloor] = dataclasses.field(default_factory=dict)  # nodeid -> this machine's noise
+    complexity_regression: Optional[float] = None  # the growth of MACs or parameters over ``stored`` that fails
 
 
 Limit = Callable[[Figures, Limits], Optional[CapFailure]]
@@ -248,7 +249,25 @@ def params_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     return _count_cap("parameters", limits.params_cap, figures.complexity.get("params"))
 
 
-LIMITS: Tuple[Limit, ...] = (energy_cap, session_cap, regression, macs_cap, params_cap)
+def complexity_regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The counted MACs or parameters grew by more than ``--macs-compare-fail`` over the stored run: exact counts, no noise."""
+    stored, limit = limits.stored, limits.complexity_regression
+    previous = stored.tests.get(figures.nodeid) if stored is not None else None
+    if previous is None or limit is None:
+        return None
+    grown = []
+    for key, what in (("macs", "MACs"), ("params", "parameters")):
+        now, before = figures.complexity.get(key), previous.get(key)
+        if isinstance(now, (int, float)) and isinstance(before, (int, float)) and now > before * (1 + limit):
+            growth = f" ({now / before - 1:+.1%})" if before else ""
+            grown.append(f"{what} {format_count(now)} ({now:,}) grew over {format_count(before)} ({before:,}){growth}")
+    if not grown:
+        return None
+    return CapFailure(f"{'; '.join(grown)} in {stored.path.name} (limit +{limit * 100:g}%)",  # type: ignore[union-attr]
+                      "regression", "MACs regression")
+
+
+LIMITS: Tuple[Limit, ...] = (energy_cap, session_cap, regression, macs_cap, params_cap, complexity_regression)
 
 
 def check(figures: Figures, limits: Limits) -> List[CapFailure]:
@@ -282,7 +301,10 @@ def complexity_verdict(failures: Sequence[CapFailure], limits: Limits) -> str:
     """The verdict on a counted model: over a complexity cap, within them, or no cap."""
     if any(failure.limit in COMPLEXITY_LIMITS for failure in failures):
         return "over-cap"
-    return "pass" if limits.macs_cap is not None or limits.params_cap is not None else "no-cap"
+    if any(failure.limit == "MACs regression" for failure in failures):
+        return "regression"
+    capped = (limits.macs_cap, limits.params_cap, limits.complexity_regression)
+    return "pass" if any(limit is not None for limit in capped) else "no-cap"
 
 
 def lower_bound_reasons(measurement: Measurement) -> List[str]:
