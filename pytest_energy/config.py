@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
 from .measure import METER_CHOICES
-from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
+from .units import (COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_energy_per_unit,
+                    parse_percentage)
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -371,8 +372,10 @@ def parse_marker_cap(value: Any, nodeid: str, argument: str = "energy marker cap
         raise ConfigError(f"{nodeid}: {argument}: {exc}") from None
 
 
-ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model", "repeats", "warmup", "cooldown")
-MARKER_REPEATS = {"repeats": _count_at_least_one, "warmup": _count_at_least_zero, "cooldown": _duration}
+ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model", "repeats", "warmup", "cooldown",
+                           "cap_per_unit")
+MARKER_PARSERS = {"repeats": _count_at_least_one, "warmup": _count_at_least_zero, "cooldown": _duration,
+                  "cap_per_unit": lambda value: parse_energy_per_unit(_text(value))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +390,7 @@ class EnergyMarker:
     repeats: Optional[int] = None  # None: the session's setting
     warmup: Optional[int] = None
     cooldown_s: Optional[float] = None
+    cap_per_unit: Optional[Tuple[float, str]] = None  # "5 J/sample": (5.0, "sample")
 
 
 def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> EnergyMarker:
@@ -406,15 +410,15 @@ def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: 
             shape = input_shape(shape)
         except ValueError as exc:
             raise ConfigError(f"{nodeid}: energy marker macs_input: {exc}") from None
-    repeats: Dict[str, Any] = {}
-    for name, parse in MARKER_REPEATS.items():
+    parsed: Dict[str, Any] = {}
+    for name, parse in MARKER_PARSERS.items():
         if kwargs.get(name) is not None:
             try:
-                repeats[name] = parse(kwargs[name])
+                parsed[name] = parse(kwargs[name])
             except (QuantityError, ValueError) as exc:
                 raise ConfigError(f"{nodeid}: energy marker {name}: {exc}") from None
     return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"),
-                        repeats.get("repeats"), repeats.get("warmup"), repeats.get("cooldown"))
+                        parsed.get("repeats"), parsed.get("warmup"), parsed.get("cooldown"), parsed.get("cap_per_unit"))
 
 
 def parse_baseline_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> Optional[float]:

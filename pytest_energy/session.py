@@ -191,6 +191,7 @@ class EnergySession:
             state.repeats = arguments.repeats if arguments.repeats is not None else settings.repeats
             state.warmup = arguments.warmup if arguments.warmup is not None else settings.warmup
             state.cooldown_s = arguments.cooldown_s if arguments.cooldown_s is not None else settings.cooldown_s
+            state.cap_per_unit = arguments.cap_per_unit
         return state
 
     def plan_baseline(self, items: List[Any], cache_dir: Path) -> List[Tuple[Any, str]]:
@@ -377,6 +378,8 @@ class EnergySession:
             repeats=state.repeats,
             repeats_j=tuple(state.extra.get("repeats", {}).get("energy_j", ())),
             repeats_lost=tuple(state.extra.get("repeats", {}).get("lower_bound", ())),
+            cap_per_unit=state.cap_per_unit,
+            work=state.extra.get("work"),
         )
 
     def finish_test(self, nodeid: str, location: Location, state: TestState, outcome: str, passed: bool,
@@ -391,6 +394,9 @@ class EnergySession:
         self._stop_message = None
         self._gather_repeats(state)
         energy_j = repeated_energy_j(state.extra, state.measurement)
+        if "work" in state.extra:
+            work = state.extra["work"]
+            work["energy_per_unit_j"] = None if energy_j is None else energy_j / work["amount"]
         if state.phase == "baseline":
             self._baseline_done(nodeid, state, passed)
         elif self.normalization is not None and energy_j is not None:
@@ -402,7 +408,7 @@ class EnergySession:
         self._note_comparison(state, figures, limits, next((f for f in failures if f.limit == "regression"), None))
         if "macs" in state.extra and count_error is None:
             state.extra["complexity_verdict"] = complexity_verdict(failures, limits)
-        verdict = verdict_of(failures, state.cap_j)
+        verdict = verdict_of(failures, state.cap_j if state.cap_per_unit is None else state.cap_per_unit[0])
         failures += [count_error] if count_error else []
         fail_with = None
         if failures and self.settings.cap_mode == "warn":

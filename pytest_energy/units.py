@@ -57,6 +57,26 @@ def parse_energy(text: str) -> float:
     return joules
 
 
+WORK_UNITS = {"samples": "sample", "epochs": "epoch", "tokens": "token", "seconds": "second"}  # record_work's keywords
+
+
+def work_unit(name: str) -> str:
+    """``samples`` or ``sample`` -> ``sample``; ``QuantityError`` for a unit of work not known."""
+    unit = WORK_UNITS.get(name.strip().lower(), name.strip().lower())
+    if unit not in WORK_UNITS.values():
+        raise QuantityError(f"unknown unit of work {name!r}: use one of {', '.join(WORK_UNITS.values())}")
+    return unit
+
+
+def parse_energy_per_unit(text: str) -> tuple[float, str]:
+    """``"5 J/sample"`` -> ``(5.0, "sample")``: joules per unit of work (sample, epoch, token, second of audio)."""
+    energy, slash, unit = str(text).partition("/")
+    if not slash:
+        raise QuantityError(f"invalid energy per unit {text!r}; write an energy, a slash and a unit of work "
+                            f"({', '.join(WORK_UNITS.values())}), e.g. 5 J/sample")
+    return parse_energy(energy), work_unit(unit)
+
+
 def parse_count(text: str | float | int) -> float:
     """Return the number in a count such as ``20G``, ``17.4M``, ``912M`` or ``1.2e9``."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):

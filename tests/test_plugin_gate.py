@@ -255,3 +255,67 @@ def pytest_runtest_call(item):
     pytester.makepyfile(test_body="import pytest\n\n@pytest.mark.energy(repeats=2)\ndef test_x():\n    pass\n")
     pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=codecarbon").assert_outcomes(passed=1)
     assert (pytester.path / "window.txt").read_text().split() == ["False"]
+
+
+# -- energy per unit of work ----------------------------------------------------------------------
+
+PER_UNIT = BURN + """
+
+@pytest.mark.energy(cap_per_unit="1 J/sample")
+def test_cheap_per_sample(energy):
+    burn(0.02)
+    energy.record_work(samples=1e6)
+
+
+@pytest.mark.energy(cap_per_unit="1 J/sample")
+def test_dear_per_sample(energy):
+    burn(0.02)
+    energy.record_work(samples=1e-6)
+
+
+@pytest.mark.energy(cap_per_unit="1 J/sample")
+def test_no_work_recorded():
+    burn(0.02)
+
+
+@pytest.mark.energy(cap_per_unit="1 J/sample")
+def test_other_unit(energy):
+    energy.record_work(epochs=2)
+"""
+
+
+def test_cap_per_unit_applies_to_energy_per_recorded_unit(run_energy: Callable, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_work=PER_UNIT)
+    run = run_energy(CODECARBON)
+    run.result.assert_outcomes(passed=1, failed=3)
+    cheap = run.entry("test_cheap_per_sample")
+    assert cheap["verdict"] == "pass" and cheap["work"]["unit"] == "sample"
+    assert cheap["work"]["energy_per_unit_j"] == pytest.approx(cheap["energy_j"] / 1e6)
+    assert run.entry("test_dear_per_sample")["verdict"] == "over-cap"
+    run.result.stdout.fnmatch_lines([
+        "energy per sample * (* J over 1e-06 samples) exceeds cap 1.00 J/sample",
+        "cannot enforce cap 1.00 J/sample: it recorded no work (call energy.record_work(samples=...) in the test)",
+        "cannot enforce cap 1.00 J/sample: it recorded work in epochs (call energy.record_work(samples=...) in the test)",
+    ], consecutive=False)
+    assert run.entry("test_no_work_recorded")["verdict"] == "unmeasured"
+
+
+@pytest.mark.parametrize(("argument", "message"), [
+    ('cap_per_unit="5 J"', "write an energy, a slash and a unit of work"),
+    ('cap_per_unit="5 J/parrot"', "unknown unit of work 'parrot'"),
+    ('cap_per_unit="5 kW/sample"', "unit of power"),
+])
+def test_a_bad_cap_per_unit_is_a_usage_error(pytester: pytest.Pytester, argument: str, message: str) -> None:
+    pytester.makepyfile(f"import pytest\n\n@pytest.mark.energy({argument})\ndef test_x():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any("energy marker cap_per_unit:" in line and message in line for line in result.errlines), result.errlines
+
+
+@pytest.mark.parametrize("call", ["record_work()", "record_work(samples=1, epochs=2)", "record_work(parrots=3)",
+                                  "record_work(samples=0)", "record_work(samples=float('nan'))"])
+def test_record_work_refuses_what_is_not_one_positive_amount(pytester: pytest.Pytester, call: str) -> None:
+    pytester.makepyfile(f"import pytest\n\n@pytest.mark.energy\ndef test_x(energy):\n    energy.{call}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ValueError: record_work *"])

@@ -20,7 +20,7 @@ from ..units import format_count, format_energy
 from .noise import Comparison, NoiseFloor, compare, fails
 
 NORMALIZED_PHASES = ("train", "test")  # the phases a normalised cap applies to (not the baseline's own)
-ENERGY_LIMITS = ("cap", "session cap", "regression")  # the limits that give a test's energy verdict
+ENERGY_LIMITS = ("cap", "cap per unit", "session cap", "regression")  # the limits that give a test's energy verdict
 COMPLEXITY_LIMITS = ("MACs cap", "parameters cap")
 
 
@@ -53,6 +53,8 @@ class Figures:
     repeats: int = 1  # measured runs of the body planned
     repeats_j: Tuple[Optional[float], ...] = ()  # every repeat's figure, once all ran (the last is ``measurement``'s)
     repeats_lost: Tuple[str, ...] = ()  # why an earlier repeat's figure is only a lower bound
+    cap_per_unit: Optional[Tuple[float, str]] = None  # joules per unit of work, and the unit
+    work: Optional[Mapping[str, Any]] = None  # what record_work recorded: unit, amount, energy_per_unit_j
 
     @property
     def energy_j(self) -> Optional[float]:
@@ -132,6 +134,31 @@ def capped_figure(figures: Figures, cap_on: str) -> Tuple[float, str]:
     if cap_on == "median":
         return statistics.median(repeats), f"median of {len(repeats)} repeats"
     return max(repeats), f"largest of {len(repeats)} repeats"
+
+
+def per_unit_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The test's energy per unit of work (``energy.record_work``) against its ``cap_per_unit``."""
+    if figures.cap_per_unit is None:
+        return None
+    cap_j, unit = figures.cap_per_unit
+    shown_cap = f"{format_energy(cap_j, limits.unit)}/{unit}"
+    work = figures.work or {}
+    if work.get("unit") != unit:
+        recorded = f"it recorded work in {work['unit']}s" if work else "it recorded no work"
+        return CapFailure(f"cannot enforce cap {shown_cap}: {recorded} (call energy.record_work({unit}s=...) in the test)",
+                          "unmeasured", "cap per unit")
+    energy_j, _ = capped_figure(figures, limits.cap_on) if figures.energy_j is not None else (None, "")
+    if energy_j is None:
+        return CapFailure(f"cannot enforce cap {shown_cap}: no meter measured this test", "unmeasured", "cap per unit")
+    per_unit = energy_j / work["amount"]
+    if per_unit > cap_j:
+        return CapFailure(f"energy per {unit} {format_energy(per_unit, limits.unit)} ({format_energy(energy_j, limits.unit)} "
+                          f"over {work['amount']:g} {unit}s) exceeds cap {shown_cap}", limit="cap per unit")
+    lost = [*lower_bound_reasons(figures.measurement), *figures.repeats_lost]  # type: ignore[arg-type]
+    if lost:
+        return CapFailure(f"cannot enforce cap {shown_cap}: energy per {unit} {format_energy(per_unit, limits.unit)} is "
+                          f"only a lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "cap per unit")
+    return None
 
 
 def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
@@ -267,7 +294,7 @@ def complexity_regression(figures: Figures, limits: Limits) -> Optional[CapFailu
                       "regression", "MACs regression")
 
 
-LIMITS: Tuple[Limit, ...] = (energy_cap, session_cap, regression, macs_cap, params_cap, complexity_regression)
+LIMITS: Tuple[Limit, ...] = (energy_cap, per_unit_cap, session_cap, regression, macs_cap, params_cap, complexity_regression)
 
 
 def check(figures: Figures, limits: Limits) -> List[CapFailure]:
