@@ -74,3 +74,40 @@ def test_openmetrics_report_parses_with_prometheus_client(exported) -> None:
     assert samples[("test_export.py::test_repeated", "cpu")] == run.entry("test_repeated")["components"]["cpu"]["energy_j"]
     assert not any(test.endswith("test_skipped") for test, _ in samples)  # no figure invented
     assert ("test_export.py::test_repeated", "gpu") not in samples  # unmeasured here
+
+
+MANY_OVER_CAP = BURN + """
+
+@pytest.mark.parametrize("index", range(12))
+@pytest.mark.energy(cap="1e-9 J")
+def test_over(index):
+    burn(0.001)
+"""
+
+
+def test_at_most_ten_annotations_and_the_summary_says_how_many_more(
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_many=MANY_OVER_CAP)
+    run = run_energy("--energy-meter=codecarbon")
+    run.result.assert_outcomes(failed=12)
+    assert len([line for line in run.result.outlines if line.startswith("::error ")]) == 10
+    assert "2 more flagged tests than the 10 annotated (GitHub shows 10 annotations a step)" in summary.read_text()
+
+
+def test_the_worst_are_annotated_first() -> None:
+    from pytest_energy.account.record import Record
+    from pytest_energy.measure.base import Measurement, Reading
+    from pytest_energy.report.github import flagged
+
+    def over(name: str, joules: float) -> Record:
+        measurement = Measurement(1.0, (Reading("cpu", "package-0", joules, "rapl-counter"),))
+        return Record(name, "test", "failed", measurement, cap_j=1.0, verdict="over-cap", verdict_message="over")
+
+    records = [over(f"t{index}", joules) for index, joules in enumerate([2, 50, 3, 9, 4, 8, 5, 7, 6, 10, 1.5, 20])]
+    shown, more = flagged(records + [Record("fine", "test", "passed", None)])
+    assert [record.nodeid for record in shown] == ["t1", "t11", "t9", "t3", "t5", "t7", "t8", "t6", "t4", "t2"]
+    assert more == 2
