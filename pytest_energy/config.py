@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
 from .measure import METER_CHOICES
-from .units import (COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_energy_per_unit,
-                    parse_percentage)
+from .units import (COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_carbon_intensity, parse_count, parse_duration, parse_energy,
+                    parse_energy_per_unit, parse_percentage)
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -168,6 +168,8 @@ OPTIONS: List[Option] = [
     Option("cap-on", "with repeats, what a cap applies to: " + "|".join(CAP_ON), _choice(CAP_ON), "median"),
     Option("benchmark-json", "write github-action-benchmark's customSmallerIsBetter JSON to this path", _text),
     Option("openmetrics", "write a GitLab metrics report (OpenMetrics text) to this path", _text),
+    Option("carbon-intensity", "grams of CO2eq per kWh of this grid, e.g. 56g/kWh: every record gets its emissions "
+           "(none without it)", lambda value: parse_carbon_intensity(_text(value))),
     Option("macs-compare-fail", "fail a test whose counted MACs or parameters grew by more than this over the "
            "compared run, e.g. 0% (counts are exact: no noise)", parse_percentage, prefix=""),
 ]
@@ -209,6 +211,7 @@ class Settings:
     benchmark_json: Optional[str] = None
     openmetrics: Optional[str] = None
     macs_compare_fail: Optional[float] = None  # 0.0: any growth of MACs or parameters fails
+    carbon_intensity_g_per_kwh: Optional[float] = None
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -326,6 +329,7 @@ def build_settings(
         benchmark_json=values["benchmark-json"],
         openmetrics=values["openmetrics"],
         macs_compare_fail=values["macs-compare-fail"],
+        carbon_intensity_g_per_kwh=values["carbon-intensity"],
     )
 
 

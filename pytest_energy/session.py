@@ -36,13 +36,13 @@ from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine,
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.ci_formats import benchmark_entries, openmetrics_text
-from .report.gate import comparison_lines
+from .report.gate import comparison_lines, emissions_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
 from .store.files import NotARegularFileError, regular_file_target, write_text_atomically
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
-from .units import format_energy
+from .units import format_energy, joules_to_kwh
 
 Location = Tuple[str, int]  # a test's file and 1-based line
 
@@ -394,6 +394,10 @@ class EnergySession:
         self._stop_message = None
         self._gather_repeats(state)
         energy_j = repeated_energy_j(state.extra, state.measurement)
+        intensity = self.settings.carbon_intensity_g_per_kwh
+        if intensity is not None and energy_j is not None:
+            state.extra["emissions"] = {"kg_co2eq": joules_to_kwh(energy_j) * intensity / 1000,
+                                        "carbon_intensity_g_per_kwh": intensity, "source": "carbon-intensity setting"}
         if "work" in state.extra:
             work = state.extra["work"]
             work["energy_per_unit_j"] = None if energy_j is None else energy_j / work["amount"]
@@ -711,6 +715,7 @@ class EnergySession:
         if self.settings.json and not self._json_failed:
             lines.append(f"energy report written to {self.settings.json}")
         lines += comparison_lines(records)
+        lines += emissions_lines(records)
         if self.stored_run() is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
         if self.saved_run is not None:

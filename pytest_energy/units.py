@@ -77,6 +77,18 @@ def parse_energy_per_unit(text: str) -> tuple[float, str]:
     return parse_energy(energy), work_unit(unit)
 
 
+def parse_carbon_intensity(text: str) -> float:
+    """``"56g/kWh"`` (or ``0.056 kg/kWh``, ``56 gCO2eq/kWh``) -> grams of CO2eq per kWh."""
+    hint = "write a mass of CO2eq per kWh, e.g. 56g/kWh or 0.4kg/kWh"
+    match = re.fullmatch(rf"\s*({_NUMBER})\s*(g|kg)(?:co2(?:eq|e)?)?\s*/\s*kwh\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise QuantityError(f"invalid carbon intensity {text!r}; {hint}")
+    grams = float(match.group(1)) * (1000.0 if match.group(2).lower() == "kg" else 1.0)
+    if not math.isfinite(grams) or grams < 0:
+        raise QuantityError(f"invalid carbon intensity {text!r}: must be finite and not negative; {hint}")
+    return grams
+
+
 def parse_count(text: str | float | int) -> float:
     """Return the number in a count such as ``20G``, ``17.4M``, ``912M`` or ``1.2e9``."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):

@@ -111,3 +111,24 @@ def test_the_worst_are_annotated_first() -> None:
     shown, more = flagged(records + [Record("fine", "test", "passed", None)])
     assert [record.nodeid for record in shown] == ["t1", "t11", "t9", "t3", "t5", "t7", "t8", "t6", "t4", "t2"]
     assert more == 2
+
+
+def test_emissions_only_with_a_carbon_intensity(run_energy: Callable, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_export=SUITE)
+    plain = run_energy("--energy-meter=codecarbon")
+    assert all("emissions" not in test for test in plain.report["tests"])  # no figure invented
+    assert not any(line.startswith("emissions:") for line in plain.result.outlines)
+    run = run_energy("--energy-meter=codecarbon", "--energy-carbon-intensity=56g/kWh")
+    entry = run.entry("test_repeated")
+    assert entry["emissions"] == {"kg_co2eq": pytest.approx(entry["energy_j"] / 3.6e6 * 0.056),
+                                  "carbon_intensity_g_per_kwh": 56.0, "source": "carbon-intensity setting"}
+    run.result.stdout.fnmatch_lines(["emissions: * kg CO2eq over 3 measured tests (56 g CO2eq/kWh, from the "
+                                     "carbon-intensity setting)"])
+
+
+@pytest.mark.parametrize("value", ["56", "56g", "56 W/kWh", "-1g/kWh", "56g/kW"])
+def test_a_bad_carbon_intensity_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--energy-carbon-intensity={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any("--energy-carbon-intensity" in line and "invalid carbon intensity" in line for line in result.errlines)

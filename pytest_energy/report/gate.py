@@ -1,4 +1,5 @@
-"""The regression gate in the terminal: each compared test's growth, its interval and the verdict, one line each."""
+"""The regression gate in the terminal: each compared test's growth, its interval and the verdict, one line each;
+and the session's emissions, where a carbon intensity was given."""
 
 from __future__ import annotations
 
@@ -30,3 +31,14 @@ def _growth(entry: Mapping[str, Any]) -> str:
     floor = entry.get("noise_floor")
     noise = f", noise {floor['noise']:.0%}" if floor else ""
     return f"{ratio - 1:+.1%} ({spread}), {shown_limit}{noise}: {entry.get('verdict', 'pass')}"
+
+
+def emissions_lines(records: Sequence[Record]) -> List[str]:
+    """``emissions: 1.2e-05 kg CO2eq over 3 tests (56 g CO2eq/kWh, from the carbon-intensity setting)``; none without one."""
+    emissions = [record.extra["emissions"] for record in records if isinstance(record.extra.get("emissions"), Mapping)]
+    if not emissions:
+        return []
+    total = sum(entry["kg_co2eq"] for entry in emissions)
+    intensity = emissions[0]["carbon_intensity_g_per_kwh"]
+    return [f"emissions: {total:.3g} kg CO2eq over {len(emissions)} measured tests ({intensity:g} g CO2eq/kWh, from the "
+            f"{emissions[0]['source']})"]
