@@ -88,3 +88,15 @@ def test_a_macs_regression_is_exact() -> None:
     assert complexity_regression(dataclasses.replace(same, complexity={"macs": 9000, "params": 9000}),
                                  dataclasses.replace(limits, complexity_regression=0.05)) is None
     assert complexity_regression(same, dataclasses.replace(limits, complexity_regression=None)) is None
+
+
+def test_with_work_recorded_on_both_sides_the_gate_compares_energy_per_unit() -> None:
+    """Twice the samples for twice the energy is no regression; the same samples for twice the energy is."""
+    run = StoredRun(RUN, "same", {NODEID: {"nodeid": NODEID, "energy_j": 100.0,
+                                           "work": {"unit": "sample", "amount": 1000}}})
+    limits = Limits("J", regression=0.10, stored=run)
+    doubled = dataclasses.replace(figures(200.0), work={"unit": "sample", "amount": 2000})
+    assert regression(doubled, limits) is None
+    failure = regression(dataclasses.replace(doubled, work={"unit": "sample", "amount": 1000}), limits)
+    assert failure is not None and failure.message.startswith("energy per sample 0.2 J grew +100.0% over 0.1 J")
+    assert regression(dataclasses.replace(doubled, work=None), limits) is not None  # no work now: raw energy

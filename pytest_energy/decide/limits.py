@@ -205,6 +205,11 @@ def compare_with_stored(figures: Figures, limits: Limits) -> Union[StoredCompari
     measured = [energy for energy in figures.repeats_j if energy is not None]
     if figures.fingerprint == stored.fingerprint:
         now, before, kind = measured or [energy_j], list(stored.energies(figures.nodeid)), "energy"
+        work, worked = figures.work or {}, previous.get("work") or {}
+        if work and worked and work.get("unit") == worked.get("unit"):  # the workload may have changed: per unit
+            now = [energy / work["amount"] for energy in now]
+            before = [energy / worked["amount"] for energy in before]
+            kind = f"energy per {work['unit']}"
     else:
         middle_j = statistics.median(measured) if measured else energy_j
         normalized_j = figures.normalization.normalize(middle_j) if figures.normalization else None
