@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +23,12 @@ from .account.baseline_cache import BaselineCacheError
 from .account.ew import account
 from .account.normalize import Normalization
 from .account.record import Record, repeated_energy_j
+from .account.repeats import account_work_and_emissions, repeats_entry
 from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings
 from .decide.limits import (CapFailure, Figures, Limits, StoredComparison, check, compare_with_stored, complexity_verdict,
                             live_limit, lower_bound_reasons, verdict_of)
-from .decide.noise import NoiseFloor, floors, spread
+from .decide.noise import NoiseFloor, floors
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.meter import Meter
@@ -42,7 +42,7 @@ from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
 from .store.files import NotARegularFileError, regular_file_target, write_text_atomically
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
-from .units import format_energy, joules_to_kwh
+from .units import format_energy
 
 Location = Tuple[str, int]  # a test's file and 1-based line
 
@@ -394,13 +394,7 @@ class EnergySession:
         self._stop_message = None
         self._gather_repeats(state)
         energy_j = repeated_energy_j(state.extra, state.measurement)
-        intensity = self.settings.carbon_intensity_g_per_kwh
-        if intensity is not None and energy_j is not None:
-            state.extra["emissions"] = {"kg_co2eq": joules_to_kwh(energy_j) * intensity / 1000,
-                                        "carbon_intensity_g_per_kwh": intensity, "source": "carbon-intensity setting"}
-        if "work" in state.extra:
-            work = state.extra["work"]
-            work["energy_per_unit_j"] = None if energy_j is None else energy_j / work["amount"]
+        account_work_and_emissions(state.extra, energy_j, self.settings.carbon_intensity_g_per_kwh)
         if state.phase == "baseline":
             self._baseline_done(nodeid, state, passed)
         elif self.normalization is not None and energy_j is not None:
@@ -455,17 +449,8 @@ class EnergySession:
         if state.repeats <= 1 and not state.warmup:
             return
         last = state.measurement.total_j if state.measurement else None
-        figures = list(state.extra.pop("repeat_j", [])) + [last]
-        measured = [energy for energy in figures if energy is not None]
-        complete = len(measured) == len(figures)
-        state.extra["repeats"] = {
-            "energy_j": figures,
-            "median_j": statistics.median(measured) if complete else None,
-            "spread": spread(measured) if complete else None,
-            "warmup": state.warmup,
-            "cooldown_s": state.cooldown_s,
-            **({"lower_bound": state.extra.pop("repeat_lost")} if "repeat_lost" in state.extra else {}),
-        }
+        state.extra["repeats"] = repeats_entry(list(state.extra.pop("repeat_j", [])) + [last],
+                                               state.extra.pop("repeat_lost", []), state.warmup, state.cooldown_s)
 
     @staticmethod
     def _count_macs(state: TestState, shape: Any, model: Callable[[], Any]) -> Optional[CapFailure]:

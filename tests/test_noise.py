@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_energy.account.repeats import spread
 from pytest_energy.decide.noise import (
     Comparison,
     StoredFigures,
@@ -19,7 +20,6 @@ from pytest_energy.decide.noise import (
     fails,
     median_distribution,
     noise_floor,
-    spread,
 )
 
 settings.register_profile("default", max_examples=60, deadline=None)

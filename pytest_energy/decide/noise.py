@@ -22,6 +22,7 @@ import random
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..account.repeats import spread
 from ..store.runs import StoredRun
 
 CONFIDENCE = 0.95  # two-sided: the lower bound is the 2.5 % quantile of the bootstrap ratio
@@ -143,16 +144,6 @@ def fails(comparison: Comparison, threshold: float) -> bool:
     """The gate's rule: with an interval, its lower bound above ``1 + threshold``; without, the ratio itself."""
     bound = comparison.low if comparison.low is not None else comparison.ratio
     return bound > 1 + threshold
-
-
-def spread(values: Sequence[float]) -> Optional[float]:
-    """Robust relative spread of ``values``: 1.4826 x the median absolute deviation over the median (a CV for normal noise)."""
-    if len(values) < 2:
-        return None
-    middle = statistics.median(values)
-    if middle <= 0:
-        return None
-    return 1.4826 * statistics.median(abs(value - middle) for value in values) / middle
 
 
 @dataclasses.dataclass(frozen=True)
