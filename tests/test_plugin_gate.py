@@ -319,3 +319,13 @@ def test_record_work_refuses_what_is_not_one_positive_amount(pytester: pytest.Py
     result = pytester.runpytest("-p", "no:cacheprovider", "--energy-meter=none")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ValueError: record_work *"])
+
+
+def test_repeats_travel_from_xdist_workers_with_their_median(run_energy: Callable, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATED, test_other=GATED.replace("test_workload", "test_other_workload"))
+    run = run_energy(CODECARBON, "--energy-repeats=3", "-n", "2")
+    run.result.assert_outcomes(passed=2)
+    for name in ("test_workload", "test_other_workload"):
+        entry = run.entry(name)
+        assert "worker" in entry and len(entry["repeats"]["energy_j"]) == 3
+        assert entry["energy_j"] == statistics.median(entry["repeats"]["energy_j"])
