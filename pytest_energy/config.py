@@ -12,12 +12,13 @@ import datetime
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
 from .measure import METER_CHOICES
 from .store.files import read_bytes_bounded
-from .units import COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_count, parse_duration, parse_energy, parse_percentage
+from .units import (COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_carbon_intensity, parse_count, parse_duration, parse_energy,
+                    parse_energy_per_unit, parse_percentage)
 
 PHASES = ("train", "test")
 DISPLAY_UNITS = ("auto", "J", "kJ", "MJ", "Wh", "kWh", "MWh")
@@ -25,6 +26,7 @@ CAP_MODES = ("fail", "warn")
 BASELINE_MODES = ("use", "refresh", "off")
 NORMALIZATION_RULES = ("one-point", "two-point")
 MAX_PYPROJECT_BYTES = 16 * 2**20  # a pyproject.toml is a few kilobytes
+CAP_ON = ("median", "max", "each")
 
 
 class ConfigError(Exception):
@@ -91,6 +93,21 @@ def _count_at_least_one(value: Any) -> int:
     return int(value)
 
 
+def _count_at_least_zero(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"expected a whole number of 0 or more, got {shown(value)}")
+    return int(value)
+
+
+def _regression_limit(value: Any) -> Union[float, str]:
+    """``--energy-compare-fail``: a percentage, or ``auto`` (the noise floor)."""
+    if isinstance(value, str) and value.strip() == "auto":
+        return "auto"
+    if not isinstance(value, str):
+        raise ValueError(f"expected a percentage such as 10% or auto, got {shown(value)}")
+    return parse_percentage(value)
+
+
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected {COUNT_FORMS}, got {shown(value)}")
@@ -101,6 +118,11 @@ def _duration(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as \"30d\" or \"12h\", got {shown(value)}")
     return parse_duration(value)
+
+
+_repeats = _within(_count_at_least_one, 1, 1000, "")  # type: ignore[arg-type]
+_warmup = _within(_count_at_least_zero, 0, 1000, "")  # type: ignore[arg-type]
+_cooldown = _within(_duration, 0, 3600, " s")
 
 
 def _text(value: Any) -> str:
@@ -146,7 +168,9 @@ OPTIONS: List[Option] = [
            0.5),
     Option("autosave", "store this run's report under the storage directory", _bool, False, flag=True),
     Option("compare", "compare with the latest stored run, or the one named", _text, const="latest"),
-    Option("compare-fail", "fail a test whose energy grew by more than this over the compared run, e.g. 10%", parse_percentage),
+    Option("compare-fail", "fail a test whose energy grew by more than this over the compared run (the lower bound of "
+           "its interval, with repeats), e.g. 10%, or auto: this runner's noise floor from its stored runs",
+           _regression_limit),
     Option("storage", "directory of stored runs", _text, ".energy"),
     Option("baseline-mode", "use: reuse the cached baseline; refresh: measure it again; off: no normalisation",
            _choice(BASELINE_MODES), "use", name="baseline"),
@@ -157,6 +181,18 @@ OPTIONS: List[Option] = [
     Option("normalization", "one-point (the challenge's rule) or two-point", _choice(NORMALIZATION_RULES), "one-point"),
     Option("macs-cap", "cap on the MACs a test counts with energy.count_macs or macs_input, e.g. 1.2G", _count, prefix=""),
     Option("params-cap", "cap on the parameters of a model a test counts, e.g. 17.4M", _count, prefix=""),
+    # repeats and the noise-aware regression gate (decide/noise.py)
+    Option("repeats", "run each measured test's body this many times, each measured; the record keeps every figure",
+           _repeats, 1),
+    Option("warmup", "run each measured test's body this many times unmeasured before its repeats", _warmup, 0),
+    Option("cooldown", "pause between a test's repeats (and after its warm-up), e.g. 5s", _cooldown, 0.0),
+    Option("cap-on", "with repeats, what a cap applies to: " + "|".join(CAP_ON), _choice(CAP_ON), "median"),
+    Option("benchmark-json", "write github-action-benchmark's customSmallerIsBetter JSON to this path", _text),
+    Option("openmetrics", "write a GitLab metrics report (OpenMetrics text) to this path", _text),
+    Option("carbon-intensity", "grams of CO2eq per kWh of this grid, e.g. 56g/kWh: every record gets its emissions "
+           "(none without it)", lambda value: parse_carbon_intensity(_text(value))),
+    Option("macs-compare-fail", "fail a test whose counted MACs or parameters grew by more than this over the "
+           "compared run, e.g. 0% (counts are exact: no noise)", parse_percentage, prefix=""),
 ]
 PYPROJECT_ONLY = {"metadata", "baseline", *REFERENCE_KEYS}
 
@@ -176,7 +212,7 @@ class Settings:
     check_interval_s: float = 0.5
     autosave: bool = False
     compare: Optional[str] = None  # "latest" or a stored run's name
-    compare_fail: Optional[float] = None  # 0.10 for 10 %
+    compare_fail: Union[float, str, None] = None  # 0.10 for 10 %, or "auto"
     storage: str = ".energy"
     baseline_mode: str = "use"
     baseline_nodeid: Optional[str] = None
@@ -189,6 +225,14 @@ class Settings:
     params_cap: Optional[int] = None
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""  # the pyproject.toml read, if any
+    repeats: int = 1
+    warmup: int = 0
+    cooldown_s: float = 0.0
+    cap_on: str = "median"  # with repeats: "median", "max" or "each"
+    benchmark_json: Optional[str] = None
+    openmetrics: Optional[str] = None
+    macs_compare_fail: Optional[float] = None  # 0.0: any growth of MACs or parameters fails
+    carbon_intensity_g_per_kwh: Optional[float] = None
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -301,6 +345,14 @@ def build_settings(
         params_cap=values["params-cap"],
         metadata=metadata,
         source=source,
+        repeats=values["repeats"],
+        warmup=values["warmup"],
+        cooldown_s=values["cooldown"],
+        cap_on=values["cap-on"],
+        benchmark_json=values["benchmark-json"],
+        openmetrics=values["openmetrics"],
+        macs_compare_fail=values["macs-compare-fail"],
+        carbon_intensity_g_per_kwh=values["carbon-intensity"],
     )
 
 
@@ -347,7 +399,10 @@ def parse_marker_cap(value: Any, nodeid: str, argument: str = "energy marker cap
         raise ConfigError(f"{nodeid}: {argument}: {exc}") from None
 
 
-ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model")
+ENERGY_MARKER_ARGUMENTS = ("phase", "cap", "system", "macs_input", "macs_model", "repeats", "warmup", "cooldown",
+                           "cap_per_unit")
+MARKER_PARSERS = {"repeats": _repeats, "warmup": _warmup, "cooldown": _cooldown,
+                  "cap_per_unit": lambda value: parse_energy_per_unit(_text(value))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,6 +414,10 @@ class EnergyMarker:
     system: Optional[str] = None
     macs_input: Optional[Tuple[int, ...]] = None
     macs_model: Optional[str] = None
+    repeats: Optional[int] = None  # None: the session's setting
+    warmup: Optional[int] = None
+    cooldown_s: Optional[float] = None
+    cap_per_unit: Optional[Tuple[float, str]] = None  # "5 J/sample": (5.0, "sample")
 
 
 def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> EnergyMarker:
@@ -378,7 +437,15 @@ def parse_energy_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: 
             shape = input_shape(shape)
         except ValueError as exc:
             raise ConfigError(f"{nodeid}: energy marker macs_input: {exc}") from None
-    return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"))
+    parsed: Dict[str, Any] = {}
+    for name, parse in MARKER_PARSERS.items():
+        if kwargs.get(name) is not None:
+            try:
+                parsed[name] = parse(kwargs[name])
+            except (QuantityError, ValueError) as exc:
+                raise ConfigError(f"{nodeid}: energy marker {name}: {exc}") from None
+    return EnergyMarker(phase, parse_marker_cap(kwargs.get("cap"), nodeid), kwargs.get("system"), shape, kwargs.get("macs_model"),
+                        parsed.get("repeats"), parsed.get("warmup"), parsed.get("cooldown"), parsed.get("cap_per_unit"))
 
 
 def parse_baseline_marker(args: Sequence[Any], kwargs: Mapping[str, Any], nodeid: str) -> Optional[float]:

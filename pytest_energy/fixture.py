@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Tuple
 
 from .measure.base import Measurement
 from .measure.meter import Window
@@ -32,6 +32,10 @@ class TestState:
     activity: Optional[str] = None  # its window's key in the machine's activity file
     watchdog: Optional["Watchdog"] = None
     children_before: FrozenSet[int] = frozenset()  # this process's children when its window opened
+    repeats: int = 1  # measured runs of the body: the last is pytest's own call
+    warmup: int = 0  # unmeasured runs before them
+    cooldown_s: float = 0.0  # pause after the warm-up and between repeats
+    cap_per_unit: Optional[Tuple[float, str]] = None  # joules per unit of work (record_work)
 
 
 class EnergyProbe:
@@ -67,6 +71,22 @@ class EnergyProbe:
         complexity = count_complexity(model, example_inputs)
         record_complexity(self._state, complexity)
         return complexity
+
+    def record_work(self, **amount: float) -> None:
+        """The work the test did, e.g. ``record_work(samples=512)`` (or epochs, tokens, seconds of audio).
+
+        The record then carries its energy per unit, which ``cap_per_unit="5 J/sample"`` caps.
+        """
+        from .units import WORK_UNITS
+
+        if len(amount) != 1 or next(iter(amount)) not in WORK_UNITS:
+            raise ValueError(f"record_work takes one of {', '.join(WORK_UNITS)}, e.g. record_work(samples=512); "
+                             f"got {', '.join(amount) or 'none'}")
+        [(name, value)] = amount.items()
+        number = float(value)
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError(f"record_work needs a finite number above zero, got {name}={value!r}")
+        self._state.extra["work"] = {"unit": WORK_UNITS[name], "amount": number}
 
     @property
     def phase(self) -> str:

@@ -12,19 +12,23 @@ its ``BenchmarkSession``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .account.baseline_cache import BaselineCacheError
 from .account.ew import account
 from .account.normalize import Normalization
-from .account.record import Record
+from .account.record import Record, repeated_energy_j
+from .account.repeats import account_work_and_emissions, repeats_entry
 from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings
-from .decide.limits import (CapFailure, Figures, Limits, check, complexity_verdict, live_limit, lower_bound_reasons,
-                            verdict_of)
+from .decide.limits import (CapFailure, Figures, Limits, StoredComparison, check, compare_with_stored, complexity_verdict,
+                            live_limit, lower_bound_reasons, verdict_of)
+from .decide.noise import NoiseFloor, floors
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.children import child_pids, still_running, terminate
@@ -35,10 +39,12 @@ from .measure.rank_exchange import ExchangeUnavailable, RankExchange
 from .measure.ranks import LaunchError, detect
 from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
+from .report.ci_formats import benchmark_entries, openmetrics_text
+from .report.gate import comparison_lines, emissions_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
 from .report.terminal import accounting_lines, caveats, summary_table
-from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target
+from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target, write_text_atomically
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
 
@@ -53,6 +59,14 @@ class Finished:
     fail_with: Optional[str] = None
 
 
+def spent_j(state: TestState) -> Optional[float]:
+    """What a finished test spent in the session: every measured repeat's figure, or its one window's."""
+    repeats = state.extra.get("repeats")
+    if repeats:
+        return sum(energy or 0.0 for energy in repeats["energy_j"])
+    return state.measurement.total_j if state.measurement else None
+
+
 class EnergySession:
     """One session's meter, records, baseline, limits and reports.
 
@@ -64,6 +78,7 @@ class EnergySession:
                  session_total: Optional[str] = None):
         self.settings = settings
         self.rootpath = rootpath
+        self._invocation_dir = invocation_dir
         self.worker_id = worker_id
         self.records: List[Record] = []
         self.environment: Dict[str, Any] = {}
@@ -107,9 +122,11 @@ class EnergySession:
             self._report = ReportWriter(path)
             self._checkpoints = Checkpoints(self.write_json)
         self._stored_run: Optional[StoredRun] = None
+        self._floors: Optional[Dict[str, NoiseFloor]] = None
         self._compare_note = ""
         self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
-        compare = settings.compare or ("latest" if settings.compare_fail is not None else None)
+        gated = settings.compare_fail is not None or settings.macs_compare_fail is not None
+        compare = settings.compare or ("latest" if gated else None)
         if compare == "latest" and not self.run_store().has_runs():
             self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
         elif compare == "latest":
@@ -170,8 +187,17 @@ class EnergySession:
 
     def limits(self) -> Limits:
         settings = self.settings
+        auto = settings.compare_fail == "auto"
         return Limits(settings.unit, settings.normalized, settings.session_cap_j, settings.macs_cap, settings.params_cap,
-                      settings.compare_fail, self.stored_run())
+                      None if auto else settings.compare_fail, self.stored_run(), settings.cap_on,  # type: ignore[arg-type]
+                      auto, self.noise_floors(), settings.macs_compare_fail)
+
+    def noise_floors(self) -> Dict[str, NoiseFloor]:
+        """Each test's noise on this machine, from its stored runs: read once, when a regression limit is set."""
+        stored = self._stored_run
+        if self._floors is None and stored is not None and stored.fingerprint and self.settings.compare_fail is not None:
+            self._floors = floors(self.run_store().recent(stored.fingerprint))
+        return self._floors or {}
 
     # -- measuring ---------------------------------------------------------------------------
     def meter(self) -> Meter:
@@ -201,7 +227,14 @@ class EnergySession:
         arguments = marker or EnergyMarker()
         phase = "baseline" if is_baseline else arguments.phase
         cap = arguments.cap_j if is_baseline else self.settings.cap_for(phase, arguments.cap_j)
-        return TestState(phase, cap, arguments.system)
+        state = TestState(phase, cap, arguments.system)
+        if not is_baseline:  # the baseline has its own repeats (baseline-repeats)
+            settings = self.settings
+            state.repeats = arguments.repeats if arguments.repeats is not None else settings.repeats
+            state.warmup = arguments.warmup if arguments.warmup is not None else settings.warmup
+            state.cooldown_s = arguments.cooldown_s if arguments.cooldown_s is not None else settings.cooldown_s
+            state.cap_per_unit = arguments.cap_per_unit
+        return state
 
     def plan_baseline(self, items: List[Any], cache_dir: Path) -> List[Tuple[Any, str]]:
         """Reuse the cached baseline or put its test first (reorders ``items``); the items to skip, and why."""
@@ -232,22 +265,54 @@ class EnergySession:
         return (f"energy session cap {format_energy(cap, self.settings.unit)} reached "
                 f"({format_energy(spent_j, self.settings.unit)} spent)")
 
-    def measure_baseline_repeats(self, nodeid: str, state: TestState, run: Callable[[], None]) -> None:
+    def measure_repeats(self, nodeid: str, state: TestState, run: Callable[[], None]) -> None:
+        """Run a test's body ``warmup`` times unmeasured, then ``repeats - 1`` times each in its own window.
+
+        The last repeat is pytest's own call, measured by ``start_test``/``stop_test``. The body
+        runs again with the same fixture values; ``cooldown`` pauses after the warm-up and between
+        repeats, so a repeat does not inherit the last one's heat. A baseline test runs
+        ``baseline-repeats - 1`` extra times instead.
+        """
+        if state.phase == "baseline":
+            self._measure_baseline_repeats(nodeid, state, run)
+            return
+        for _ in range(state.warmup):
+            run()
+        if state.warmup:
+            self._cool_down(state)
+        figures, lost = [], []
+        for _ in range(state.repeats - 1):
+            measurement = self._measure_window(run)
+            figures.append(measurement.total_j)
+            lost += lower_bound_reasons(measurement)
+            self._cool_down(state)
+        if figures:
+            state.extra["repeat_j"] = figures
+        if lost:
+            state.extra["repeat_lost"] = list(dict.fromkeys(lost))
+
+    @staticmethod
+    def _cool_down(state: TestState) -> None:
+        if state.cooldown_s:
+            time.sleep(state.cooldown_s)
+
+    def _measure_baseline_repeats(self, nodeid: str, state: TestState, run: Callable[[], None]) -> None:
         """Run a baseline test's body ``baseline-repeats - 1`` extra times, each in its own window."""
-        if state.phase != "baseline" or self.baseline.target_for(nodeid) is None:
+        if self.baseline.target_for(nodeid) is None:
             return
         self._baseline_marks[nodeid] = self._activity_call(self._activity.mark)
-        state.extra["repeats_j"] = [self._measure_once(run) for _ in range(self.settings.baseline_repeats - 1)]
+        state.extra["repeats_j"] = [self._measure_window(run).total_j for _ in range(self.settings.baseline_repeats - 1)]
 
-    def _measure_once(self, run: Callable[[], None]) -> Optional[float]:
+    def _measure_window(self, run: Callable[[], None]) -> Measurement:
+        """``run()`` in a window of its own."""
         activity = self._register_window()
         window = self.meter().window()
         try:
             run()
         finally:
-            energy_j = window.stop().total_j
+            measurement = window.stop()
             self._unregister_window(activity)
-        return energy_j
+        return measurement
 
     def start_test(self, nodeid: str, location: Location, state: TestState) -> None:
         """Open the test's window and, when it has a limit to enforce live, its watchdog."""
@@ -434,6 +499,11 @@ class EnergySession:
             complexity=state.extra,
             fingerprint=self.environment.get("fingerprint"),
             stopped_early=state.extra.get("stopped_early"),
+            repeats=state.repeats,
+            repeats_j=tuple(state.extra.get("repeats", {}).get("energy_j", ())),
+            repeats_lost=tuple(state.extra.get("repeats", {}).get("lower_bound", ())),
+            cap_per_unit=state.cap_per_unit,
+            work=state.extra.get("work"),
         )
 
     def finish_test(self, nodeid: str, location: Location, state: TestState, outcome: str, passed: bool,
@@ -446,21 +516,24 @@ class EnergySession:
         mode it is a notice.
         """
         self._stop_message = None
+        self._gather_repeats(state)
         self._settle_session_share(state)
+        energy_j = repeated_energy_j(state.extra, state.measurement)
+        account_work_and_emissions(state.extra, energy_j, self.settings.carbon_intensity_g_per_kwh)
         if state.phase == "baseline":
             self._baseline_done(nodeid, state, passed)
-        elif self.normalization is not None and state.measurement and state.measurement.total_j is not None:
-            state.extra["energy_normalized_j"] = self.normalization.normalize(state.measurement.total_j)
+        elif self.normalization is not None and energy_j is not None:
+            state.extra["energy_normalized_j"] = self.normalization.normalize(energy_j)
         count_error = self._count_macs(state, macs_input, model) if macs_input is not None and model else None
         limits = self.limits()
-        failures = check(self._figures(nodeid, state, state.measurement), limits) if outcome != "skipped" else []
-        regression = next((failure for failure in failures if failure.limit == "regression"), None)
-        if regression is not None:
-            state.extra["comparison"] = {"run": limits.stored.path.name,  # type: ignore[union-attr]
-                                         "verdict": regression.verdict, "message": regression.message}
+        figures = self._figures(nodeid, state, state.measurement)
+        failures = check(figures, limits) if outcome != "skipped" else []  # a test that skipped itself tested nothing
+        if outcome != "skipped":
+            self._note_comparison(state, figures, limits, next((f for f in failures if f.limit == "regression"), None))
         if "macs" in state.extra and count_error is None:
             state.extra["complexity_verdict"] = complexity_verdict(failures, limits)
-        verdict = verdict_of(failures, state.cap_j) if outcome != "skipped" else "skipped"  # it tested nothing
+        cap_j = state.cap_j if state.cap_per_unit is None else state.cap_per_unit[0]
+        verdict = verdict_of(failures, cap_j) if outcome != "skipped" else "skipped"
         failures += [count_error] if count_error else []
         fail_with = None
         if failures and self.settings.cap_mode == "warn":
@@ -469,7 +542,7 @@ class EnergySession:
         elif failures and (passed or stopped):  # a stopped test reads the figure of its whole window
             fail_with, outcome = "\n".join(failure.as_longrepr() for failure in failures), "failed"
         record = self._record(nodeid, location, state, outcome, verdict, failures)
-        self._own_energy_j += record.energy_j or 0.0
+        self._own_energy_j += spent_j(state) or 0.0
         state.reported = True
         self._running = None
         return Finished(record, fail_with)
@@ -480,13 +553,44 @@ class EnergySession:
         So the test whose energy took the session's total past the cap fails, whichever
         worker ran it, even when each test alone stayed under what was left when it started.
         """
-        energy_j = state.measurement.total_j if state.measurement else None
+        energy_j = spent_j(state)
         cap_j = self.settings.session_cap_j
         if cap_j is None or energy_j is None or state.session_left_j is None:
             return
         total_j = self._publish(energy_j)
         if total_j is not None:
             state.session_left_j = min(state.session_left_j, cap_j - (total_j - energy_j))
+
+    def _note_comparison(self, state: TestState, figures: Figures, limits: Limits,
+                         regression: Optional[CapFailure]) -> None:
+        """The comparison with the stored run into the record; a notice when the limit is under the noise."""
+        compared = compare_with_stored(figures, limits)
+        if regression is None and not isinstance(compared, StoredComparison):
+            return
+        entry: Dict[str, Any] = {"run": limits.stored.path.name,  # type: ignore[union-attr]
+                                 "verdict": regression.verdict if regression else "pass"}
+        if regression is not None:
+            entry["message"] = regression.message
+        if isinstance(compared, StoredComparison):
+            entry.update(compared.to_json())
+            floor, limit = compared.floor, compared.limit
+            if limit is None:
+                self.notice(f"{figures.nodeid}: --energy-compare-fail=auto has no noise floor for it yet (store runs "
+                            "with repeats, or two runs of one commit, with --energy-autosave): not gated this time")
+            elif floor is not None and not limits.regression_auto and limit < floor.noise:
+                self.notice(f"{figures.nodeid}: the limit +{limit * 100:g}% is below this runner's noise of "
+                            f"{floor.describe()}: a change under it cannot be told from noise "
+                            "(--energy-compare-fail=auto uses the noise)")
+        state.extra["comparison"] = entry
+
+    @staticmethod
+    def _gather_repeats(state: TestState) -> None:
+        """Every measured repeat's figure, their median and spread, into the record (``repeats``)."""
+        if state.repeats <= 1 and not state.warmup:
+            return
+        last = state.measurement.total_j if state.measurement else None
+        state.extra["repeats"] = repeats_entry(list(state.extra.pop("repeat_j", [])) + [last],
+                                               state.extra.pop("repeat_lost", []), state.warmup, state.cooldown_s)
 
     @staticmethod
     def _count_macs(state: TestState, shape: Any, model: Callable[[], Any]) -> Optional[CapFailure]:
@@ -645,12 +749,27 @@ class EnergySession:
             self._checkpoints.close()
         self._finished = True
         self.write_json()
+        if self.writes_reports:
+            self._write_ci_formats()
         if self.settings.autosave and self.records and self.writes_reports:
             try:
                 self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
             except OSError as exc:
                 self._store_error = f"cannot store this run under {self.settings.storage}: {exc}"
                 self.notice(self._store_error)
+
+    def _write_ci_formats(self) -> None:
+        """github-action-benchmark's JSON and the OpenMetrics report, where asked for; a notice if one cannot be written."""
+        for option, path, render in (
+            ("--energy-benchmark-json", self.settings.benchmark_json,
+             lambda records: json.dumps(benchmark_entries(records), indent=2) + "\n"),
+            ("--energy-openmetrics", self.settings.openmetrics, openmetrics_text),
+        ):
+            if path:
+                try:
+                    write_text_atomically(Path(self._invocation_dir, path), render(self.accounted_records()))
+                except OSError as exc:  # a directory or device at the path, an unwritable directory
+                    self.notice(f"cannot write {option}={path}: {exc}")
 
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
@@ -831,6 +950,8 @@ class EnergySession:
         lines += [f"  note: {line}" for line in caveats(records)]
         if self._report is not None and self._json_error is None:
             lines.append(f"energy report written to {self.settings.json}")
+        lines += comparison_lines(records)
+        lines += emissions_lines(records)
         if self.stored_run() is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
         if self.saved_run is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -122,12 +122,25 @@ class EnergyPlugin:
         if state is None:
             yield
             return
-        self.session.measure_baseline_repeats(item.nodeid, state, item.runtest)
-        self.session.start_test(item.nodeid, location_of(item), state)
+        self.session.measure_repeats(item.nodeid, state, item.runtest)
+        item.runtest = self._measured(item, state)  # type: ignore[method-assign]
         try:
             yield
         finally:
-            self.session.stop_test(state)
+            del item.runtest  # the item's own again
+
+    def _measured(self, item: pytest.Item, state: TestState) -> Callable[[], None]:
+        """The test body in its window: pytest's own call hooks after it (gc.collect) stay outside, as in the repeats'."""
+        runtest = item.runtest
+
+        def run() -> None:
+            self.session.start_test(item.nodeid, location_of(item), state)
+            try:
+                runtest()
+            finally:
+                self.session.stop_test(state)
+
+        return run
 
     def pytest_runtest_logfinish(self) -> None:
         self.session.share_energy()

@@ -75,6 +75,38 @@ def parse_energy(text: str) -> float:
     return joules
 
 
+WORK_UNITS = {"samples": "sample", "epochs": "epoch", "tokens": "token", "seconds": "second"}  # record_work's keywords
+
+
+def work_unit(name: str) -> str:
+    """``samples`` or ``sample`` -> ``sample``; ``QuantityError`` for a unit of work not known."""
+    unit = WORK_UNITS.get(name.strip().lower(), name.strip().lower())
+    if unit not in WORK_UNITS.values():
+        raise QuantityError(f"unknown unit of work {name!r}: use one of {', '.join(WORK_UNITS.values())}")
+    return unit
+
+
+def parse_energy_per_unit(text: str) -> tuple[float, str]:
+    """``"5 J/sample"`` -> ``(5.0, "sample")``: joules per unit of work (sample, epoch, token, second of audio)."""
+    energy, slash, unit = str(text).partition("/")
+    if not slash:
+        raise QuantityError(f"invalid energy per unit {text!r}; write an energy, a slash and a unit of work "
+                            f"({', '.join(WORK_UNITS.values())}), e.g. 5 J/sample")
+    return parse_energy(energy), work_unit(unit)
+
+
+def parse_carbon_intensity(text: str) -> float:
+    """``"56g/kWh"`` (or ``0.056 kg/kWh``, ``56 gCO2eq/kWh``) -> grams of CO2eq per kWh."""
+    hint = "write a mass of CO2eq per kWh, e.g. 56g/kWh or 0.4kg/kWh"
+    match = re.fullmatch(rf"\s*({_NUMBER})\s*(g|kg)(?:co2(?:eq|e)?)?\s*/\s*kwh\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise QuantityError(f"invalid carbon intensity {text!r}; {hint}")
+    grams = float(match.group(1)) * (1000.0 if match.group(2).lower() == "kg" else 1.0)
+    if not math.isfinite(grams) or grams < 0:
+        raise QuantityError(f"invalid carbon intensity {text!r}: must be finite and not negative; {hint}")
+    return grams
+
+
 def parse_count(text: str | float | int) -> float:
     """Return the number in a count such as ``20G``, ``17.4M``, ``912M``, ``125m`` or ``1.2e9``.
 

@@ -224,13 +224,13 @@ ACCEPTED_TYPES = {
     "cap": (dict,),  # a table of caps per phase (its values are checked by the tests above)
     "all": (bool,), "autosave": (bool,), "normalized": (bool,),
     "sampling-hz": (int, float), "check-interval": (int, float), "baseline-repeats": (int,),
-    "macs-cap": (int, float), "params-cap": (int, float),
+    "macs-cap": (int, float), "params-cap": (int, float), "repeats": (int,), "warmup": (int,),
 }
 WRONG_TYPES = [
     (option.key, kind)
     for option in OPTIONS
     for kind, value in TOML_VALUES.items()
-    if not isinstance(value, ACCEPTED_TYPES.get(option.key, ())) or (option.key == "baseline-repeats" and value is True)
+    if not isinstance(value, ACCEPTED_TYPES.get(option.key, ())) or (option.key in ("baseline-repeats", "repeats", "warmup") and value is True)
 ]
 
 

@@ -30,7 +30,7 @@ from pytest_energy.decide.limits import Figures, Limits, regression
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.report.json_report import build_document
 from pytest_energy.store.runs import StoredRun, check_run_document
-from pytest_energy.units import parse_percentage
+from pytest_energy.units import format_energy, parse_percentage
 from suites import BURN, NORMALISED_CAP_SUITE
 
 
@@ -237,7 +237,7 @@ def test_regression_message_gives_the_limit_as_set() -> None:
     limits = Limits("J", regression=parse_percentage("12.5%"), stored=stored)
     grown = Figures("t.py::test_x", Measurement(1.0, (Reading("cpu", "package-0", 120.0, "rapl-counter"),)), fingerprint="same")
     failure = regression(grown, limits)
-    assert failure is not None and failure.message.endswith("in 20260101T000000_abc.json (limit +12.5%)")
+    assert failure is not None and "in 20260101T000000_abc.json (limit +12.5%); 1 vs 1 repeats" in failure.message
     within = Measurement(1.0, (Reading("cpu", "package-0", 112.5, "rapl-counter"),))
     assert regression(dataclasses.replace(grown, measurement=within), limits) is None
 
@@ -495,7 +495,7 @@ def test_pytest_html_report_gains_energy_columns(run_energy: Callable, pytester:
     for header in ("Energy", "Normalised energy", "Energy verdict"):
         assert f"&lt;th&gt;{header}&lt;/th&gt;" in page or f"<th>{header}</th>" in page
     over = run.entry("test_over_cap")
-    assert f"{over['energy_j']:.3g} J" in page
+    assert format_energy(over["energy_j"], "J") in page  # "3.20 J": a bare .3g would read "3.2 J" and miss it
     assert "over-cap" in page
 
 

@@ -11,6 +11,7 @@ be imported twice in one process.
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import pytest
@@ -154,3 +155,21 @@ def test_missing_thop_names_the_extra_to_install(run_energy: Callable, pytester:
     run = run_energy("--energy-meter=none")
     run.result.assert_outcomes(failed=2)
     run.result.stdout.fnmatch_lines(["*MissingExtraError*pip install*pytest-energy[[]macs[]]*"])
+
+
+def test_macs_compare_fail_fails_a_model_that_grew_by_one_mac(run_energy: Callable, pytester: pytest.Pytester) -> None:
+    """``--macs-compare-fail=0%``: counts are exact, any growth over the stored run fails; an equal count passes."""
+    pytester.makepyfile(test_counting=COUNTING_SUITE)
+    run_energy("--energy-meter=none", "--energy-autosave").result.assert_outcomes(passed=2)
+    again = run_energy("--energy-meter=none", "--macs-compare-fail=0%")
+    again.result.assert_outcomes(passed=2)
+    assert again.entry("test_counted_by_the_marker")["complexity_verdict"] == "pass"
+    [stored] = sorted((pytester.path / ".energy").glob("*/*.json"))
+    document = json.loads(stored.read_text(encoding="utf-8"))
+    for test in document["tests"]:
+        test["macs"] -= 1
+    stored.write_text(json.dumps(document), encoding="utf-8")
+    grown = run_energy("--energy-meter=none", "--macs-compare-fail=0%")
+    grown.result.assert_outcomes(failed=2)
+    grown.result.stdout.fnmatch_lines([f"*MACs 8.83K (8,832) grew over 8.83K (8,831) (+0.0%) in {stored.name} (limit +0%)*"])
+    assert grown.entry("test_counted_by_the_marker")["complexity_verdict"] == "regression"

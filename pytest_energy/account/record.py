@@ -15,6 +15,14 @@ VERDICTS = ("pass", "over-cap", "lower-bound", "no-cap", "unmeasured", "regressi
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "interrupted")
 
 
+def repeated_energy_j(extra: Mapping[str, Any], measurement: Optional[Measurement]) -> Optional[float]:
+    """The median of a test's measured repeats (``extra["repeats"]``) if every one was measured, else its window's total."""
+    median_j = (extra.get("repeats") or {}).get("median_j")
+    if median_j is not None:
+        return median_j
+    return measurement.total_j if measurement else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Record:
     """One measured test: what it cost, how that was measured, and what was decided."""
@@ -33,7 +41,8 @@ class Record:
 
     @property
     def energy_j(self) -> Optional[float]:
-        return self.measurement.total_j if self.measurement else None
+        """The test's figure: the median of its repeats when it has them, else its window's total."""
+        return repeated_energy_j(self.extra, self.measurement)
 
     def component_j(self, component: str) -> Optional[float]:
         return self.measurement.component_j(component) if self.measurement else None

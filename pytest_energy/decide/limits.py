@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+import statistics
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS, Measurement
 from ..store.runs import StoredRun
 from ..units import format_count, format_energies_apart, format_energy
+from .noise import Comparison, NoiseFloor, compare, fails
 
 NORMALIZED_PHASES = ("train", "test")  # the phases a normalised cap applies to (not the baseline's own)
-ENERGY_LIMITS = ("cap", "session cap", "regression")  # the limits that give a test's energy verdict
+ENERGY_LIMITS = ("cap", "cap per unit", "session cap", "regression")  # the limits that give a test's energy verdict
 COMPLEXITY_LIMITS = ("MACs cap", "parameters cap")
 
 
@@ -50,6 +52,11 @@ class Figures:
     complexity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "macs", "params"
     fingerprint: Optional[str] = None  # this machine's, for the regression gate
     stopped_early: Optional[Mapping[str, Any]] = None  # the watchdog's stop: at_s, limit
+    repeats: int = 1  # measured runs of the body planned
+    repeats_j: Tuple[Optional[float], ...] = ()  # every repeat's figure, once all ran (the last is ``measurement``'s)
+    repeats_lost: Tuple[str, ...] = ()  # why an earlier repeat's figure is only a lower bound
+    cap_per_unit: Optional[Tuple[float, str]] = None  # joules per unit of work, and the unit
+    work: Optional[Mapping[str, Any]] = None  # what record_work recorded: unit, amount, energy_per_unit_j
 
     @property
     def energy_j(self) -> Optional[float]:
@@ -67,6 +74,10 @@ class Limits:
     params_cap: Optional[int] = None
     regression: Optional[float] = None  # the growth over ``stored`` that fails (0.10 = 10 %)
     stored: Optional[StoredRun] = None
+    cap_on: str = "median"  # with repeats, what a cap applies to: "median", "max" or "each"
+    regression_auto: bool = False  # the limit is each test's noise floor (``--energy-compare-fail=auto``)
+    floors: Mapping[str, NoiseFloor] = dataclasses.field(default_factory=dict)  # nodeid -> this machine's noise
+    complexity_regression: Optional[float] = None  # the growth of MACs or parameters over ``stored`` that fails
 
 
 Limit = Callable[[Figures, Limits], Optional[CapFailure]]
@@ -78,11 +89,12 @@ def cap_normalization(figures: Figures, limits: Limits) -> Optional[Normalizatio
 
 
 def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The test's energy (normalised with ``--energy-normalized``) against its cap.
+    """The test's energy (normalised with ``--energy-normalized``; with repeats, see ``capped_figure``) against its cap.
 
-    A figure that is only a lower bound (see ``lower_bound_reasons``, and a normalisation with
-    a caveat) never passes: under the cap it is "lower-bound"; one with no trustworthy figure
-    (none measured, an invalid reading, no normalised figure) is "unmeasured".
+    A figure that is only a lower bound (see ``lower_bound_reasons``, a lost repeat, and a
+    normalisation with a caveat) never passes: under the cap it is "lower-bound"; one with no
+    trustworthy figure (none measured, an invalid reading, an unmeasured repeat, no normalised
+    figure) is "unmeasured".
     """
     cap_j, unit, measurement = figures.cap_j, limits.unit, figures.measurement
     if cap_j is None:
@@ -94,15 +106,20 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
             "the cached baseline)" if figures.baseline_on_other_worker else
             "no baseline was measured before this test (mark the reference workload with @pytest.mark.energy_baseline)")
         return CapFailure(f"cannot enforce a normalised cap: {why}", "unmeasured")
-    total = trusted_total(measurement)
-    if measurement is None or total is None:
+    if measurement is None or trusted_total(measurement) is None:
         return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: {unmeasured_reason(measurement)}", "unmeasured")
+    unmeasured = [str(index) for index, energy in enumerate(figures.repeats_j, 1) if energy is None]
+    if unmeasured:
+        return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: repeat {', '.join(unmeasured)} of "
+                          f"{len(figures.repeats_j)} was not measured", "unmeasured")
+    total, which = capped_figure(figures, limits.cap_on)
     compared, what = (total, "energy") if normalization is None else (normalization.normalize(total), "normalised energy")
     if compared is None:
         why = normalization.why_not_normalized(total)  # type: ignore[union-attr]
         return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: {why}", "unmeasured")
-    lost = "; ".join(lower_bound_reasons(measurement) + ([normalization.caveat] if normalization and normalization.caveat
-                                                         else []))
+    what += f" ({which})" if which else ""
+    caveat = [normalization.caveat] if normalization and normalization.caveat else []
+    lost = "; ".join(dict.fromkeys([*lower_bound_reasons(measurement), *figures.repeats_lost, *caveat]))
     details = ("" if normalization is None else f"raw {format_energy(total, unit)}: ") + split(measurement, unit)
     figure, cap = format_energies_apart(compared, cap_j, unit)
     if compared > cap_j:
@@ -114,6 +131,42 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     return None
 
 
+def capped_figure(figures: Figures, cap_on: str) -> Tuple[float, str]:
+    """The figure a cap applies to, and which it is: with repeats, their median or the largest (``max``, ``each``)."""
+    repeats = [energy for energy in figures.repeats_j if energy is not None]
+    if len(repeats) < 2:
+        return trusted_total(figures.measurement), ""  # type: ignore[return-value]
+    if cap_on == "median":
+        return statistics.median(repeats), f"median of {len(repeats)} repeats"
+    return max(repeats), f"largest of {len(repeats)} repeats"
+
+
+def per_unit_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The test's energy per unit of work (``energy.record_work``) against its ``cap_per_unit``."""
+    if figures.cap_per_unit is None:
+        return None
+    cap_j, unit = figures.cap_per_unit
+    shown_cap = f"{format_energy(cap_j, limits.unit)}/{unit}"
+    work = figures.work or {}
+    if work.get("unit") != unit:
+        recorded = f"it recorded work in {work['unit']}s" if work else "it recorded no work"
+        return CapFailure(f"cannot enforce cap {shown_cap}: {recorded} (call energy.record_work({unit}s=...) in the test)",
+                          "unmeasured", "cap per unit")
+    energy_j, _ = capped_figure(figures, limits.cap_on) if trusted_total(figures.measurement) is not None else (None, "")
+    if energy_j is None:
+        return CapFailure(f"cannot enforce cap {shown_cap}: {unmeasured_reason(figures.measurement)}", "unmeasured",
+                          "cap per unit")
+    per_unit = energy_j / work["amount"]
+    if per_unit > cap_j:
+        return CapFailure(f"energy per {unit} {format_energy(per_unit, limits.unit)} ({format_energy(energy_j, limits.unit)} "
+                          f"over {work['amount']:g} {unit}s) exceeds cap {shown_cap}", limit="cap per unit")
+    lost = [*lower_bound_reasons(figures.measurement), *figures.repeats_lost]  # type: ignore[arg-type]
+    if lost:
+        return CapFailure(f"cannot enforce cap {shown_cap}: energy per {unit} {format_energy(per_unit, limits.unit)} is "
+                          f"only a lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "cap per unit")
+    return None
+
+
 def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The test's energy against what was left of the session cap when it started; a test without a
     trustworthy figure (unmeasured, or only a lower bound under what was left) does not pass it."""
@@ -121,6 +174,8 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
         return None
     measurement, left_j, unit = figures.measurement, figures.session_left_j, limits.unit
     total = trusted_total(measurement)
+    if total is not None and len(figures.repeats_j) > 1:  # the session spent every repeat
+        total = None if None in figures.repeats_j else sum(figures.repeats_j)  # type: ignore[arg-type]
     cap = format_energy(limits.session_cap_j, unit)
     if total is None or left_j is None:
         why = unmeasured_reason(measurement) if total is None else "what was left of it is unknown"
@@ -139,14 +194,30 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     )
 
 
-def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The test's energy grew by more than ``limits.regression`` over the stored run.
+@dataclasses.dataclass(frozen=True)
+class StoredComparison:
+    """A test's figures against the stored run's: the comparison, what was compared, and the limit that applies."""
 
-    On the same hardware raw energies are compared; on other hardware, normalised ones. A test
-    the stored run measured does not pass without a trustworthy figure on both sides.
+    comparison: Comparison
+    kind: str  # "energy" or "normalised energy"
+    limit: Optional[float]  # None: ``auto`` without a noise floor for this test
+    floor: Optional[NoiseFloor]
+    run: str
+    now_j: float  # the medians compared
+    before_j: float
+
+    def to_json(self) -> Dict[str, Any]:
+        return {**self.comparison.to_json(), "limit": self.limit,
+                "noise_floor": {"noise": self.floor.noise, "source": self.floor.source} if self.floor else None}
+
+
+def compare_with_stored(figures: Figures, limits: Limits) -> Union[StoredComparison, CapFailure, None]:
+    """The test's repeats against the stored run's (raw on the same hardware, else one normalised figure each).
+
+    A ``CapFailure`` when the runs cannot be compared; None when there is nothing to compare.
     """
     stored = limits.stored
-    if stored is None or limits.regression is None:
+    if stored is None or (limits.regression is None and not limits.regression_auto):
         return None
     previous = stored.tests.get(figures.nodeid)
     if previous is None or previous.get("outcome") == "skipped":
@@ -155,14 +226,19 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     if energy_j is None:
         return CapFailure(f"cannot compare with {stored.path.name}: {unmeasured_reason(figures.measurement)}",
                           "unmeasured", "regression")
-    lost = lower_bound_reasons(figures.measurement)  # type: ignore[arg-type]
+    measured = [energy for energy in figures.repeats_j if energy is not None]
     if figures.fingerprint == stored.fingerprint:
-        now, before, kind = energy_j, previous.get("energy_j"), "energy"
+        now, before, kind = measured or [energy_j], list(stored.energies(figures.nodeid)), "energy"
+        work, worked = figures.work or {}, previous.get("work") or {}
+        if work and worked and work.get("unit") == worked.get("unit"):  # the workload may have changed: per unit
+            now = [energy / work["amount"] for energy in now]
+            before = [energy / worked["amount"] for energy in before]
+            kind = f"energy per {work['unit']}"
     else:
-        normalization = figures.normalization
-        normalized_j = normalization.normalize(energy_j) if normalization else None
-        now, before, kind = normalized_j, previous.get("energy_normalized_j"), "normalised energy"
-        if now is None or before is None:
+        middle_j = statistics.median(measured) if measured else energy_j
+        normalized_j = figures.normalization.normalize(middle_j) if figures.normalization else None
+        before_j = previous.get("energy_normalized_j")
+        if normalized_j is None or before_j is None:
             return CapFailure(
                 f"cannot compare with {stored.path.name}: it was measured on other hardware (fingerprint "
                 f"{stored.fingerprint} vs {figures.fingerprint}) and without normalisation; run a baseline "
@@ -170,23 +246,52 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
                 "not-comparable",
                 "regression",
             )
-        lost += [normalization.caveat] if normalization and normalization.caveat else []  # type: ignore[union-attr]
-    if not _positive_finite(before):
-        return CapFailure(f"cannot compare with {stored.path.name}: its {kind} for this test is {before!r}, not an "
-                          "energy more than zero", "not-comparable", "regression")
-    growth = now / before - 1
-    if growth <= limits.regression:
-        if not lost:
-            return None
-        return CapFailure(f"cannot compare with {stored.path.name}: {kind} {format_energy(now, limits.unit)} is only a "
-                          f"lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "regression")
-    shown_now, shown_before = format_energies_apart(now, before, limits.unit)
-    return CapFailure(
-        f"{kind} {shown_now} grew {_growth(growth, limits.regression)} over {shown_before} in {stored.path.name} "
-        f"(limit +{limits.regression * 100:g}%)",
-        "regression",
-        "regression",
-    )
+        now, before, kind = [normalized_j], [before_j], "normalised energy"
+    if not before or not all(_positive_finite(energy) for energy in before):
+        return CapFailure(f"cannot compare with {stored.path.name}: its {kind} for this test is "
+                          f"{', '.join(repr(energy) for energy in before) or 'missing'}, not an energy more than zero",
+                          "not-comparable", "regression")
+    comparison = compare(now, before)
+    if comparison is None:
+        return None
+    floor = limits.floors.get(figures.nodeid)
+    limit = (floor.noise if floor else None) if limits.regression_auto else limits.regression
+    return StoredComparison(comparison, kind, limit, floor, stored.path.name, statistics.median(now),
+                            statistics.median(before))
+
+
+def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The test's energy grew by more than ``limits.regression`` over the stored run, noise considered.
+
+    With repeats on both sides it fails only when the lower bound of the ratio's interval is over
+    the limit (``decide/noise.py``); with one figure on a side, when the ratio is, and it says so.
+    A figure that is only a lower bound does not pass.
+    """
+    compared = compare_with_stored(figures, limits)
+    if not isinstance(compared, StoredComparison) or compared.limit is None:
+        return compared if isinstance(compared, CapFailure) else None
+    comparison, limit, unit = compared.comparison, compared.limit, limits.unit
+    shown_limit = f"limit +{limit * 100:g}%"
+    if limits.regression_auto and compared.floor is not None:
+        shown_limit += f": this runner's noise, the {compared.floor.source}"
+    shown_now, shown_before = format_energies_apart(compared.now_j, compared.before_j, unit)
+    if fails(comparison, limit):
+        return CapFailure(
+            f"{compared.kind} {shown_now} grew {_growth(comparison.ratio - 1, limit)} over {shown_before} in "
+            f"{compared.run} ({shown_limit}); {comparison.describe()}",
+            "regression",
+            "regression",
+        )
+    normalization = figures.normalization if compared.kind == "normalised energy" else None
+    lost = [*(lower_bound_reasons(figures.measurement) if figures.measurement is not None else []),
+            *figures.repeats_lost, *([normalization.caveat] if normalization and normalization.caveat else []),
+            *(f"repeat {index} of {len(figures.repeats_j)} was not measured"
+              for index, energy in enumerate(figures.repeats_j, 1) if energy is None)]
+    if lost:
+        return CapFailure(f"cannot pass the regression gate ({shown_limit}): {compared.kind} "
+                          f"{shown_now} is only a lower bound because {'; '.join(dict.fromkeys(lost))}",
+                          "lower-bound", "regression")
+    return None
 
 
 def _growth(growth: float, limit: float) -> str:
@@ -227,7 +332,25 @@ def params_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     return _count_cap("parameters", limits.params_cap, figures.complexity, "params")
 
 
-LIMITS: Tuple[Limit, ...] = (energy_cap, session_cap, regression, macs_cap, params_cap)
+def complexity_regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
+    """The counted MACs or parameters grew by more than ``--macs-compare-fail`` over the stored run: exact counts, no noise."""
+    stored, limit = limits.stored, limits.complexity_regression
+    previous = stored.tests.get(figures.nodeid) if stored is not None else None
+    if previous is None or limit is None:
+        return None
+    grown = []
+    for key, what in (("macs", "MACs"), ("params", "parameters")):
+        now, before = figures.complexity.get(key), previous.get(key)
+        if isinstance(now, (int, float)) and isinstance(before, (int, float)) and now > before * (1 + limit):
+            growth = f" ({now / before - 1:+.1%})" if before else ""
+            grown.append(f"{what} {format_count(now)} ({now:,}) grew over {format_count(before)} ({before:,}){growth}")
+    if not grown:
+        return None
+    return CapFailure(f"{'; '.join(grown)} in {stored.path.name} (limit +{limit * 100:g}%)",  # type: ignore[union-attr]
+                      "regression", "MACs regression")
+
+
+LIMITS: Tuple[Limit, ...] = (energy_cap, per_unit_cap, session_cap, regression, macs_cap, params_cap, complexity_regression)
 
 
 def check(figures: Figures, limits: Limits) -> List[CapFailure]:
@@ -243,7 +366,7 @@ def check(figures: Figures, limits: Limits) -> List[CapFailure]:
 def live_limit(figures: Figures, limits: Limits) -> Optional[Tuple[float, str]]:
     """The lowest energy measured here at which an energy limit fails, and which: what the watchdog watches."""
     candidates = []
-    if figures.cap_j is not None:
+    if figures.cap_j is not None and (figures.repeats == 1 or limits.cap_on != "median"):  # one repeat can't fail a median
         normalization = cap_normalization(figures, limits)
         candidates.append((normalization.local_energy_for(figures.cap_j) if normalization else figures.cap_j, "cap"))
     if limits.session_cap_j is not None and figures.session_left_j is not None:
@@ -261,7 +384,10 @@ def complexity_verdict(failures: Sequence[CapFailure], limits: Limits) -> str:
     """The verdict on a counted model: over a complexity cap, within them, or no cap."""
     if any(failure.limit in COMPLEXITY_LIMITS for failure in failures):
         return "over-cap"
-    return "pass" if limits.macs_cap is not None or limits.params_cap is not None else "no-cap"
+    if any(failure.limit == "MACs regression" for failure in failures):
+        return "regression"
+    capped = (limits.macs_cap, limits.params_cap, limits.complexity_regression)
+    return "pass" if any(limit is not None for limit in capped) else "no-cap"
 
 
 def lower_bound_reasons(measurement: Measurement) -> List[str]:

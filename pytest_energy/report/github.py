@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterable, List, Mapping, Optional
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 from ..account.record import Record
 from ..units import common_energy_unit, format_count, format_energy
 from .json_report import phase_totals
 from .table import Column, Table
 
+MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations a step
 TEST_HEADERS = ("phase", "energy", "normalised", "MACs", "scores", "cap", "verdict", "meter")
 
 
@@ -48,23 +49,42 @@ def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> s
         [[phase, str(total["tests"]), str(total["measured"]), format_energy(total["energy_j"], total_unit),
           format_energy(total["gpu_energy_j"], gpu_unit)] for phase, total in totals.items()],
     )
-    return "\n".join(["### Energy (pytest-energy)", "", *tests.render_markdown(), "", *phases.render_markdown()]) + "\n"
+    _, more = flagged(records)
+    left_out = ["", f"{more} more flagged tests than the {MAX_ANNOTATIONS} annotated (GitHub shows "
+                f"{MAX_ANNOTATIONS} annotations a step): see the table."] if more else []
+    return "\n".join(["### Energy (pytest-energy)", "", *tests.render_markdown(), "", *phases.render_markdown(),
+                      *left_out]) + "\n"
 
 
 def _verdict_mark(verdict: str) -> str:
     return {"pass": "✅ pass", "over-cap": "❌ over cap", "unmeasured": "⚠️ unmeasured"}.get(verdict, verdict)
 
 
+def _severity(record: Record) -> float:
+    """How far past its limit a flagged test went: energy over cap, or the regression's lower bound; 0 if unknown."""
+    comparison = record.extra.get("comparison") or {}
+    if record.verdict == "regression" and isinstance(comparison.get("ratio"), (int, float)):
+        return comparison.get("low") or comparison["ratio"]
+    if record.cap_j and record.energy_j is not None:
+        return record.energy_j / record.cap_j
+    return 0.0
+
+
+def flagged(records: Iterable[Record]) -> Tuple[List[Record], int]:
+    """The tests to annotate, worst first, at most ``MAX_ANNOTATIONS``; and how many more were flagged."""
+    found = sorted((record for record in records if record.verdict_message), key=_severity, reverse=True)
+    return found[:MAX_ANNOTATIONS], max(len(found) - MAX_ANNOTATIONS, 0)
+
+
 def annotations(records: Iterable[Record], level: str = "error") -> List[str]:
-    """``::error`` (or ``::warning``) workflow commands, on the test's line, for each test the plugin
-    failed (or warned about) over a cap, an unenforceable cap or an energy regression."""
+    """``::error`` (or ``::warning``) workflow commands, on the test's line, for the tests the plugin
+    failed (or warned about) over a cap, an unenforceable cap or an energy regression: the worst
+    ``MAX_ANNOTATIONS`` (GitHub shows no more a step; the summary says how many more)."""
     commands = []
-    for record in records:
-        text = record.verdict_message
-        if text:
-            path, line = record.location
-            message = _escape(f"{record.nodeid}: {text}")
-            commands.append(f"::{level} file={_escape_property(path)},line={line},title=energy cap::{message}")
+    for record in flagged(records)[0]:
+        path, line = record.location
+        message = _escape(f"{record.nodeid}: {record.verdict_message}")
+        commands.append(f"::{level} file={_escape_property(path)},line={line},title=energy cap::{message}")
     return commands
 
 

@@ -154,6 +154,16 @@ class RunStore:
         raise RunStoreError(
             f"no stored run of this hardware (fingerprint {fingerprint}) in {self.directory}{elsewhere}")
 
+    def recent(self, fingerprint: str, count: int = 20) -> List["StoredRun"]:
+        """The latest ``count`` valid stored runs of this hardware, oldest first (invalid ones skipped)."""
+        runs = []
+        for path in self.runs(fingerprint)[-count:]:
+            try:
+                runs.append(StoredRun.from_document(path, self.read(path)))
+            except RunStoreError:
+                continue
+        return runs
+
     @staticmethod
     def read(path: Path) -> Dict[str, Any]:
         try:
@@ -171,8 +181,18 @@ class StoredRun:
     path: Path
     fingerprint: Optional[str]
     tests: Mapping[str, Mapping[str, Any]]
+    commit: Optional[str] = None  # the git commit it was run at, if known
 
     @classmethod
     def from_document(cls, path: Path, document: Mapping[str, Any]) -> "StoredRun":
         tests = {test["nodeid"]: test for test in document.get("tests", []) if isinstance(test, dict) and "nodeid" in test}
-        return cls(path, document.get("environment", {}).get("fingerprint"), tests)
+        commit = document.get("commit") or {}
+        return cls(path, document.get("environment", {}).get("fingerprint"), tests,
+                   commit.get("id") if isinstance(commit, dict) and not commit.get("dirty") else None)
+
+    def energies(self, nodeid: str) -> Tuple[float, ...]:
+        """Every measured repeat's energy of ``nodeid`` (one figure for a run without repeats, or stored before them)."""
+        test = self.tests.get(nodeid) or {}
+        repeats = (test.get("repeats") or {}).get("energy_j")
+        figures = repeats if repeats and None not in repeats else [test.get("energy_j")]
+        return tuple(float(energy) for energy in figures if energy is not None)
