@@ -12,7 +12,7 @@ import dataclasses
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from .record import Record
-from .normalize import Normalization, ew_scores
+from .normalize import Normalization, ew_scores, ranking_score_missing
 from .presets import ReferenceValues
 
 PHASES = ("train", "test")
@@ -71,4 +71,7 @@ def _weighted(
             weighted[phase] = ew_scores(record.scores, phase, energy, reference)
         except ValueError as exc:
             missing.append(f"{phase}: {exc}")
+    ranking_missing = ranking_score_missing(record.scores, reference) if weighted else None
+    if ranking_missing:
+        missing.append(ranking_missing)
     return weighted, "; ".join(missing) or None
