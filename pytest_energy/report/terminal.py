@@ -11,7 +11,7 @@ from ..units import common_energy_unit, format_count, format_energy
 from .table import Column, Table
 
 COLUMNS = (
-    Column("test", shortenable=True, code=True),
+    Column("test", shortenable=True, code=True, key=True),
     Column("phase"),
     Column("energy", numeric=True),
     Column("gpu", numeric=True, optional=5),
