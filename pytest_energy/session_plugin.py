@@ -17,7 +17,6 @@ import pytest
 from .config import ConfigError, Settings, parse_energy_marker
 from .fixture import TestState
 from .report.junit import junit_properties
-from .report.table import fit_to_width
 from .session import EnergySession, Location
 
 STATE = pytest.StashKey[TestState]()
@@ -201,8 +200,7 @@ class EnergyPlugin:
         self.session.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        width = terminalreporter._tw.fullwidth
-        lines = fit_to_width(self.session.summary_lines(width), width)
+        lines = self.session.summary_lines(terminalreporter._tw.fullwidth)
         if lines:
             terminalreporter.write_sep("=", "energy")
         for line in lines:

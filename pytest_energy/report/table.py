@@ -150,20 +150,16 @@ def _wrapped(title: str, columns: Sequence[Column], headers: Sequence[str], rows
             pairs = [f"{headers[i]} {row[i]}" for i in others]
             lines += [_cut(line, width) for line in textwrap.wrap(" · ".join(pairs), width, initial_indent="  ",
                                                                   subsequent_indent="  ", break_on_hyphens=False)]
-    return lines + fit_to_width(notes, width)
+    return lines + _wrap_lines(notes, width)
 
 
-def fit_to_width(lines: Sequence[str], width: int) -> List[str]:
-    """Each line wrapped to ``width`` (its continuation indented two more spaces); a GitHub workflow
-    command (``::warning …``) is machine-read and kept whole."""
-    fitted: List[str] = []
+def _wrap_lines(lines: Sequence[str], width: int) -> List[str]:
+    """Each line wrapped to ``width``, its continuation indented two more spaces."""
+    wrapped: List[str] = []
     for line in lines:
-        if len(line) <= width or line.startswith("::"):
-            fitted.append(line)
-            continue
         indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
-        fitted += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
-    return fitted
+        wrapped += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    return wrapped
 
 
 def _cut(line: str, width: int) -> str:
