@@ -528,7 +528,8 @@ class EnergySession:
         kept_for, accounted = self._accounted
         if normalization != kept_for or any(record.scores for record in records):
             accounted = []
-        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference)
+        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference,
+                                        baseline_off=self.settings.baseline_mode == "off")
         self._accounted = (normalization, accounted)
         return accounted
 

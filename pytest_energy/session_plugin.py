@@ -102,8 +102,8 @@ class EnergyPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         reason = self.session.session_cap_reached()
-        if reason is not None:
-            pytest.skip(reason)
+        if reason is not None:  # reported at the test's line, not this hook's
+            raise pytest.skip.Exception(reason, _use_item_location=True)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:

@@ -114,9 +114,10 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     total, left_j = figures.energy_j, figures.session_left_j
     if limits.session_cap_j is None or left_j is None or total is None or total <= left_j:
         return None
+    left = (f"crosses what is left of the session cap {format_energy(left_j, limits.unit)}" if left_j > 0 else
+            "was spent after the session cap was already spent (by tests that ran beside it)")
     return CapFailure(
-        f"energy {format_energy(total, limits.unit)} crosses what is left of the session cap "
-        f"{format_energy(left_j, limits.unit)} ({split(figures.measurement, limits.unit)}); "  # type: ignore[arg-type]
+        f"energy {format_energy(total, limits.unit)} {left} ({split(figures.measurement, limits.unit)}); "  # type: ignore[arg-type]
         f"session cap {format_energy(limits.session_cap_j, limits.unit)}",
         limit="session cap",
     )
