@@ -32,7 +32,7 @@ from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
-from .report.terminal import accounting_lines, caveats, summary_table
+from .report.terminal import accounting_lines, caveats, comparison_table, summary_table
 from .store.files import NotARegularFileError, regular_file_target
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
@@ -590,8 +590,11 @@ class EnergySession:
         lines += [f"  note: {line}" for line in caveats(records)]
         if self.settings.json and not self._json_failed:
             lines.append(f"energy report written to {self.settings.json}")
-        if self.stored_run() is None and self._compare_note:
+        stored = self.stored_run()
+        if stored is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
+        elif stored is not None:
+            lines += comparison_table(records, stored, self.environment.get("fingerprint"), self.settings.unit).render_text(width)
         if self.saved_run is not None:
             lines.append(f"energy run stored as {self.saved_run}")
         if github.on_github_actions():

@@ -7,6 +7,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..account.record import Record
+from ..store.runs import StoredRun
 from ..units import common_energy_unit, format_count, format_energy
 from .table import Column, Table
 
@@ -86,6 +87,26 @@ def accounting_lines(
         if record.extra.get("ew_scores_missing"):
             lines.append(f"EW {record.nodeid}: {record.extra['ew_scores_missing']}")
     return lines
+
+
+def comparison_table(records: Iterable[Record], stored: StoredRun, fingerprint: Optional[str], unit: Optional[str]) -> Table:
+    """Each measured test's energy before (in ``stored``) and now, and the change; normalised energies
+    when ``stored`` was measured on other hardware."""
+    same = fingerprint == stored.fingerprint
+    key, what = ("energy_j", "energy") if same else ("energy_normalized_j", "normalised energy")
+    pairs = []
+    for record in records:
+        now = record.energy_j if same else record.extra.get("energy_normalized_j")
+        before = stored.tests.get(record.nodeid, {}).get(key)
+        if now is not None or before is not None:
+            pairs.append((record.nodeid, before, now))
+    figure_unit = common_energy_unit([figure for _, before, now in pairs for figure in (before, now)], unit)
+    rows = [[nodeid, "-" if before is None else format_energy(before, figure_unit),
+             "-" if now is None else format_energy(now, figure_unit),
+             f"{now / before - 1:+.1%}" if now is not None and before else "-"] for nodeid, before, now in pairs]
+    return Table([Column("test", shortenable=True, key=True), Column("before", numeric=True),
+                  Column("after", numeric=True), Column("change", numeric=True)], rows,
+                 f"{what} compared with {stored.path.name}" + ("" if same else " (other hardware)"))
 
 
 def _reused(record: Record) -> bool:
