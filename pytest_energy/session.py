@@ -32,7 +32,7 @@ from .measure.watchdog import MainThreadStopper, Watchdog
 from .report import github
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
-from .report.terminal import accounting_lines, caveats, comparison_table, summary_table
+from .report.terminal import accounting_lines, caveats, comparison_table, condensed, summary_table
 from .store.files import NotARegularFileError, regular_file_target
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
@@ -585,7 +585,8 @@ class EnergySession:
             lines += [github.notice_annotation(message) for message in self.notices]
         if not records:
             return lines
-        lines += summary_table(records, self.settings.unit).render_text(width)
+        shown, totals = condensed(records, self.settings.json if not self._json_failed else None, self.settings.unit)
+        lines += summary_table(shown, self.settings.unit).render_text(width) + totals
         lines += accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit)
         lines += [f"  note: {line}" for line in caveats(records)]
         if self.settings.json and not self._json_failed:

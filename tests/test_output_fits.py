@@ -128,3 +128,31 @@ def test_the_gpu_energy_note_names_the_inputs_given(tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     note = next(line for line in out.splitlines() if line.startswith("Note: no GPU energy"))
     assert "the JSON reports measured no GPU" in note and "DCASE" not in note
+
+
+def test_energy_all_on_a_large_suite_shows_the_top_tests_totals_and_where_the_rest_is(
+    pytester: pytest.Pytester, run_energy
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.parametrize("n", range(45))
+def test_many(n):
+    pass
+
+def test_fails():
+    assert False
+"""
+    )
+    run = run_energy("--energy-all", "--energy-meter=codecarbon")
+    run.result.assert_outcomes(passed=45, failed=1)
+    assert len(run.report["tests"]) == 46  # the JSON keeps every test
+    out = run.result.stdout.str()
+    table = out[out.index("= energy ="):out.index("(30 of 46 tests shown")]
+    assert table.count("::test_") == 30
+    run.result.stdout.fnmatch_lines([
+        "(30 of 46 tests shown: failing ones, then the highest energies; every test is in energy.json)",
+        "totals per phase: test * (46 tests)",
+        "verdicts: no-cap 46",
+    ])

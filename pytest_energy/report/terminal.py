@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from collections import Counter
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
@@ -87,6 +88,28 @@ def accounting_lines(
         if record.extra.get("ew_scores_missing"):
             lines.append(f"EW {record.nodeid}: {record.extra['ew_scores_missing']}")
     return lines
+
+
+TABLE_ROWS = 30  # a longer table shows its first rows by energy and totals
+QUIET_VERDICTS = ("pass", "no-cap")
+
+
+def condensed(records: Sequence[Record], json_path: Optional[str], unit: Optional[str],
+              rows: int = TABLE_ROWS) -> Tuple[List[Record], List[str]]:
+    """The records a table of ``rows`` rows shows (all of them, or failing tests and then the highest
+    energies), and lines with the totals per phase and verdict and where every row is."""
+    if len(records) <= rows:
+        return list(records), []
+    ranked = sorted(records, key=lambda r: (r.verdict in QUIET_VERDICTS, -(_energy_j(r) or 0.0)))[:rows]
+    per_phase: Dict[str, List[float]] = {}
+    for record in records:
+        per_phase.setdefault(record.phase, []).append(record.energy_j or 0.0)
+    phases = ", ".join(f"{phase} {format_energy(sum(figures), unit)} ({len(figures)} tests)"
+                       for phase, figures in per_phase.items())
+    verdicts = ", ".join(f"{verdict} {count}" for verdict, count in Counter(r.verdict for r in records).most_common())
+    where = f"every test is in {json_path}" if json_path else "--energy-json=PATH writes every test"
+    return ranked, [f"({rows} of {len(records)} tests shown: failing ones, then the highest energies; {where})",
+                    f"totals per phase: {phases}", f"verdicts: {verdicts}"]
 
 
 def comparison_table(records: Iterable[Record], stored: StoredRun, fingerprint: Optional[str], unit: Optional[str]) -> Table:
