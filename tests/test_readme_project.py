@@ -91,3 +91,10 @@ def test_the_readme_two_point_variant_fits_a_line(pytester: pytest.Pytester) -> 
     inference = by_name(report)["test_inference"]
     assert inference["energy_normalized_j"] == pytest.approx(
         normalization["a"] * inference["energy_j"] + normalization["b_j"])
+
+
+def test_the_files_the_readme_commands_write_are_ignored_by_git() -> None:
+    """Every report file a README command writes (--energy-json=, --junitxml=) is in .gitignore."""
+    ignored = set((README.parent / ".gitignore").read_text(encoding="utf-8").split())
+    written = set(re.findall(r"--(?:energy-json|junitxml)=([\w.-]+)", README.read_text(encoding="utf-8")))
+    assert written and written <= ignored, written - ignored
