@@ -98,3 +98,26 @@ def test_the_files_the_readme_commands_write_are_ignored_by_git() -> None:
     ignored = set((README.parent / ".gitignore").read_text(encoding="utf-8").split())
     written = set(re.findall(r"--(?:energy-json|junitxml)=([\w-]+\.\w+)", README.read_text(encoding="utf-8")))
     assert written and written <= ignored, written - ignored
+
+
+def test_the_readmes_stand_in_keeps_tests_that_use_the_fixture_running_without_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    text = README.read_text(encoding="utf-8")
+    [stand_in] = [body for body in BLOCK.findall(text) if body.startswith("# conftest.py: an `energy` fixture")]
+    pytester.makeconftest(stand_in)
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.energy(phase="test")
+def test_scored(energy):
+    energy.record_score("psds1", 0.5)
+"""
+    )
+    pytester.runpytest_subprocess("-p", "no:energy", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    on = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy-json=energy.json")
+    on.assert_outcomes(passed=1)  # with the plugin on, its own fixture measures and records the score
+    report = json.loads(Path(pytester.path, "energy.json").read_text(encoding="utf-8"))
+    assert report["tests"][0]["scores"] == {"psds1": 0.5}
