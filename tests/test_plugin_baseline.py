@@ -214,6 +214,31 @@ def test_refresh_measures_the_baseline_again_and_replaces_the_entry(measure: Cal
     assert run.report["normalization"]["factor"] == pytest.approx(10.0 / target["energy_j"])
 
 
+def test_the_baseline_row_shows_the_e_local_that_normalises_in_the_terminal_and_the_github_summary(
+    measure: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated, the row shows their mean (not the last repeat); cached, its cached figure (not 'unmeasured')."""
+    pytester.makepyfile(SUITE)
+    pytester.makepyprojecttoml(REFERENCE)
+    summary = Path(pytester.path, "summary.md")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("COLUMNS", "200")
+    run = measure("--energy-baseline-repeats=2", "--energy-unit=J")
+    run.result.assert_outcomes(passed=2)
+    mean = f"{baseline_of(run)['energy_j']:.3g} J"
+    run.result.stdout.fnmatch_lines([f"*::test_reference_workload  baseline * {mean} (mean of 2) *",
+                                     f"normalisation: one-point, factor *; E_local {mean} (measured*"])
+    assert f"| {mean} (mean of 2) |" in summary.read_text(encoding="utf-8")
+
+    summary.unlink()
+    cached = measure("--energy-unit=J")
+    cached.result.assert_outcomes(passed=1, skipped=1)
+    text = summary.read_text(encoding="utf-8")
+    [row] = [line for line in text.splitlines() if "test_reference_workload" in line]
+    assert f"| cached {mean} |" in row and "unmeasured" not in row and "| cache |" in row
+
+
 def test_baseline_off_ignores_the_cache_and_normalises_nothing(measure: Callable, pytester: pytest.Pytester) -> None:
     path = seed_cache(pytester, measure)
     cached_text = path.read_text(encoding="utf-8")

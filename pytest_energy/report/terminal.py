@@ -37,7 +37,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
     column's largest figure), so figures compare at a glance.
     """
     records = list(records)
-    energy_column = common_energy_unit((_energy_j(record) for record in records), unit)
+    energy_column = common_energy_unit((shown_energy_j(record) for record in records), unit)
     component_units = {component: common_energy_unit((record.component_j(component) for record in records), unit)
                        for component in COMPONENTS}
     normalised_unit = common_energy_unit((record.extra.get("energy_normalized_j") for record in records), unit)
@@ -49,7 +49,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
         rows.append([
             record.nodeid,
             record.phase,
-            _energy(record, energy_column),
+            energy_cell(record, energy_column),
             *(_component(record, component, component_units[component]) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
             "-" if normalized_j is None else format_energy(normalized_j, normalised_unit),
@@ -57,7 +57,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
             format_count(record.extra.get("params")),
             "-" if record.cap_j is None else format_energy(record.cap_j, cap_unit),
             _verdict(record),
-            record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none"),
+            meter_cell(record),
         ])
     shown = [
         index for index, column in enumerate(COLUMNS)
@@ -100,7 +100,7 @@ def condensed(records: Sequence[Record], json_path: Optional[str], unit: Optiona
     energies), and lines with the totals per phase and verdict and where every row is."""
     if len(records) <= rows:
         return list(records), []
-    ranked = sorted(records, key=lambda r: (r.verdict in QUIET_VERDICTS, -(_energy_j(r) or 0.0)))[:rows]
+    ranked = sorted(records, key=lambda r: (r.verdict in QUIET_VERDICTS, -(shown_energy_j(r) or 0.0)))[:rows]
     per_phase: Dict[str, List[float]] = {}
     for record in records:
         per_phase.setdefault(record.phase, []).append(record.energy_j or 0.0)
@@ -137,14 +137,27 @@ def _reused(record: Record) -> bool:
     return record.measurement is None and (record.extra.get("baseline") or {}).get("source") == "cached"
 
 
-def _energy_j(record: Record) -> Optional[float]:
-    """The test's energy, or for a baseline reused from the cache, its cached energy."""
-    return record.extra["baseline"].get("energy_j") if _reused(record) else record.energy_j
+def _repeats(record: Record) -> int:
+    """How many measurements a baseline test's ``E_local`` is the mean of (0: not a baseline)."""
+    return len((record.extra.get("baseline") or {}).get("energies_j") or [])
 
 
-def _energy(record: Record, unit: Optional[str]) -> str:
-    figure = format_energy(_energy_j(record), unit)
-    return f"cached {figure}" if _reused(record) else figure
+def shown_energy_j(record: Record) -> Optional[float]:
+    """The test's energy; for a baseline reused from the cache or run several times, the ``E_local``
+    that normalises (the mean of its repeats), so the row and the normalisation line agree."""
+    return record.extra["baseline"].get("energy_j") if _reused(record) or _repeats(record) > 1 else record.energy_j
+
+
+def energy_cell(record: Record, unit: Optional[str]) -> str:
+    """The energy as every table shows it: a reused baseline's reads ``cached …``, never ``unmeasured``."""
+    figure = format_energy(shown_energy_j(record), unit)
+    if _reused(record):
+        return f"cached {figure}"
+    return f"{figure} (mean of {_repeats(record)})" if _repeats(record) > 1 else figure
+
+
+def meter_cell(record: Record) -> str:
+    return record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none")
 
 
 def _verdict(record: Record) -> str:
