@@ -23,11 +23,13 @@ STATE = pytest.StashKey[TestState]()
 
 
 def baseline_cache_dir(config: pytest.Config) -> Path:
-    """Where baseline energies are cached: pytest's cache directory (``.pytest_cache``)."""
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        return Path(cache.mkdir("energy-baseline"))
-    return Path(config.rootpath, ".pytest_cache", "d", "energy-baseline")
+    """Where baseline energies are cached: ``d/energy-baseline`` in pytest's cache directory (the
+    ``cache_dir`` ini key, ``.pytest_cache`` under the rootdir by default), made only when an entry is written."""
+    try:
+        configured = str(config.getini("cache_dir") or ".pytest_cache")
+    except ValueError:  # -p no:cacheprovider: its ini key is not registered
+        configured = ".pytest_cache"
+    return Path(config.rootpath, os.path.expanduser(os.path.expandvars(configured)), "d", "energy-baseline")
 
 
 def outcome_of(report: pytest.TestReport, when: str) -> str:

@@ -156,3 +156,19 @@ def test_fails():
         "totals per phase: test * (46 tests)",
         "verdicts: no-cap 46",
     ])
+
+
+@pytest.mark.parametrize("cacheprovider", [(), ("-p", "no:cacheprovider")])
+def test_a_run_without_a_baseline_leaves_no_baseline_cache_directory(
+    pytester: pytest.Pytester, cacheprovider: tuple
+) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    pytester.runpytest(*cacheprovider, "--energy-all", "--energy-meter=none").assert_outcomes(passed=1)
+    assert not Path(pytester.path, ".pytest_cache", "d", "energy-baseline").exists()
+
+
+def test_the_baseline_cache_follows_pytests_cache_dir_setting(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("import pytest\n\n@pytest.mark.energy_baseline\ndef test_reference():\n    pass\n")
+    pytester.makeini("[pytest]\ncache_dir = elsewhere\n")
+    pytester.runpytest("--energy-meter=codecarbon").assert_outcomes(passed=1)
+    assert len(list(Path(pytester.path, "elsewhere", "d", "energy-baseline").glob("*.json"))) == 1

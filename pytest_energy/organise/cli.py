@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of score against training energy, or against EW score")
     _add_inputs(plot)
-    plot.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plot.add_argument("-o", "--output", required=True, help="the figure to write; its suffix picks the format (.png, .svg, .pdf)")
     plot.add_argument(
         "--kind", choices=KINDS, default="energy-score",
         help="energy-score: score against training energy (the paper's Fig. 1); "
