@@ -172,3 +172,24 @@ def test_the_baseline_cache_follows_pytests_cache_dir_setting(pytester: pytest.P
     pytester.makeini("[pytest]\ncache_dir = elsewhere\n")
     pytester.runpytest("--energy-meter=codecarbon").assert_outcomes(passed=1)
     assert len(list(Path(pytester.path, "elsewhere", "d", "energy-baseline").glob("*.json"))) == 1
+
+
+def test_pytest_energy_reporter_beside_it_is_said_once(pytester: pytest.Pytester, run_energy) -> None:
+    """pytest-energy-reporter (on PyPI) also registers @pytest.mark.energy and re-runs marked tests."""
+    package = pytester.mkpydir("pytest_energy_reporter")
+    Path(package, "plugin.py").write_text(
+        "def pytest_configure(config):\n"
+        "    config.addinivalue_line('markers', 'energy: mark test to be run for energy consumption analysis')\n",
+        encoding="utf-8",
+    )
+    pytester.syspathinsert()
+    pytester.makepyfile("import pytest\n\n@pytest.mark.energy\ndef test_a():\n    pass\n\n"
+                        "@pytest.mark.energy\ndef test_b():\n    pass\n")
+    run = run_energy("-p", "pytest_energy_reporter.plugin", "--energy-meter=none")
+    run.result.assert_outcomes(passed=2)
+    expected = ("pytest-energy-reporter is also active (plugin 'pytest_energy_reporter.plugin'): it too reads "
+                "@pytest.mark.energy")
+    assert run.result.stdout.str().count(expected) == 1
+    assert [notice for notice in run.report["notices"] if notice.startswith(expected)]
+    alone = run_energy("--energy-meter=none")
+    assert "pytest-energy-reporter" not in alone.result.stdout.str()
