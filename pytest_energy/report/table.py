@@ -7,8 +7,8 @@ gives repeated long values of a ``legend`` column short keys explained below the
 table, then shortens headers, leaves out ``optional`` columns without a figure,
 cuts a ``shortenable`` column's cells from the left (a test id keeps its end: the
 test's name), and last leaves out the other ``optional`` columns, least needed
-first. A line below the table names the columns left out. A table still wider
-than the terminal is wrapped: its ``key`` columns (else its first) are repeated
+first. A line below the table names the columns left out. A table too wide even
+without them keeps them and is wrapped: its ``key`` columns (else its first) are repeated
 beside as many of the other columns as fit, part after part; where not even one
 other column fits beside them, each row is stacked as ``header value`` pairs.
 No line is wider than ``width``: a longer one is cut, marked with an ellipsis.
@@ -91,7 +91,9 @@ class Table:
                    if column.optional is not None and all(row[index] in BLANK_CELLS for row in rows)])
         if not fits():
             _shorten(columns, headers, rows, width)  # type: ignore[arg-type]
-        leave_out([column for column in columns if column.optional is not None])
+        kept = [index for index, column in enumerate(columns) if column.optional is None]
+        if fits() or _width([headers[i] for i in kept], [[row[i] for i in kept] for row in rows]) <= width:  # type: ignore[operator]
+            leave_out([column for column in columns if column.optional is not None])  # one table, less wide
         notes = legend + ([f"(left out to fit {width} columns: {', '.join(left_out)})"] if left_out else [])
         if fits():
             lines = [printable(self.title)] if self.title else []
