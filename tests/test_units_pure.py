@@ -13,6 +13,8 @@ from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_energy.measure import watchdog
 from pytest_energy.account.presets import ReferenceValues
@@ -384,3 +386,23 @@ def test_the_energy_table_uses_one_unit_per_column(monkeypatch: pytest.MonkeyPat
     energies = [row[2] for row in summary_table(records, None).rows]
     assert energies == ["2.00 kWh", "1.00e-05 kWh"]
     assert [row[2] for row in summary_table(records, "J").rows] == ["7200000 J", "36.0 J"]
+
+
+CELL = st.text(st.characters(codec="ascii", categories=("L", "N", "P", "Zs")), max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data(), st.integers(min_value=20, max_value=160))
+def test_no_table_is_wider_than_its_width(data: st.DataObject, width: int) -> None:
+    """Any columns, flags, cells and title: every rendered line fits; without a width, nothing is cut."""
+    count = data.draw(st.integers(min_value=1, max_value=8))
+    columns = [Column(f"h{index}" + data.draw(st.text("abc ", max_size=12)),
+                      optional=data.draw(st.one_of(st.none(), st.integers(0, 5))),
+                      legend=data.draw(st.booleans()), shortenable=data.draw(st.booleans()),
+                      numeric=data.draw(st.booleans()), key=data.draw(st.booleans())) for index in range(count)]
+    rows = data.draw(st.lists(st.lists(CELL, min_size=count, max_size=count), max_size=6))
+    table = Table(columns, rows, data.draw(CELL))
+    assert all(len(line) <= width for line in table.render_text(width))
+    whole = "\n".join(table.render_text(None))
+    assert all(cell.strip() in whole for row in rows for cell in row)  # a line is right-stripped
+

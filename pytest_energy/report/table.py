@@ -95,9 +95,11 @@ class Table:
         if fits() or _width([headers[i] for i in kept], [[row[i] for i in kept] for row in rows]) <= width:  # type: ignore[operator]
             leave_out([column for column in columns if column.optional is not None])  # one table, less wide
         notes = legend + ([f"(left out to fit {width} columns: {', '.join(left_out)})"] if left_out else [])
+        if width is None:
+            return ([printable(self.title)] if self.title else []) + _aligned(columns, headers, rows) + notes
         if fits():
-            lines = [printable(self.title)] if self.title else []
-            return lines + _aligned(columns, headers, rows) + notes
+            return _wrap_lines([printable(self.title)] if self.title else [], width) + _aligned(columns, headers, rows) \
+                + _wrap_lines(notes, width)
         return _wrapped(printable(self.title), columns, headers, rows, notes, width)  # type: ignore[arg-type]
 
     def render_markdown(self) -> List[str]:
