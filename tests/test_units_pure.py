@@ -402,7 +402,14 @@ def test_no_table_is_wider_than_its_width(data: st.DataObject, width: int) -> No
                       numeric=data.draw(st.booleans()), key=data.draw(st.booleans())) for index in range(count)]
     rows = data.draw(st.lists(st.lists(CELL, min_size=count, max_size=count), max_size=6))
     table = Table(columns, rows, data.draw(CELL))
-    assert all(len(line) <= width for line in table.render_text(width))
+    rendered = table.render_text(width)
+    assert all(len(line) <= width for line in rendered)
+    assert len(rendered) >= len(rows)  # every row is there, in some form
     whole = "\n".join(table.render_text(None))
     assert all(cell.strip() in whole for row in rows for cell in row)  # a line is right-stripped
 
+
+
+def test_a_lone_column_wider_than_the_terminal_still_shows_its_rows() -> None:
+    nodeid = "tests/test_models.py::test_a_rather_long_test_name"
+    assert Table([Column("test", shortenable=True)], [[nodeid]]).render_text(30) == ["…" + nodeid[-29:]]

@@ -140,7 +140,7 @@ def _wrapped(title: str, columns: Sequence[Column], headers: Sequence[str], rows
         else:
             parts.append([index])
     lines = textwrap.wrap(title, width) if title else []
-    if part_width(keys) <= width // 2 and all(part_width(keys + part) <= width for part in parts):
+    if parts and part_width(keys) <= width // 2 and all(part_width(keys + part) <= width for part in parts):
         for number, part in enumerate(parts):
             chosen = keys + part
             if number:
