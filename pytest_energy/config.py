@@ -277,6 +277,20 @@ def find_pyproject(rootpath: Path, inipath: Optional[Path]) -> Optional[Path]:
     return candidate if candidate.is_file() else None
 
 
+def _preset_conflict(preset: str, pyproject: Mapping[str, Any], source: str) -> None:
+    """A preset chosen on the command line and a pyproject value it also sets: the run cannot tell which
+    was meant (in pyproject, a key beside ``preset`` replaces the preset's value), so it stops."""
+    values = PRESETS.get(preset)
+    if values is None:
+        return
+    both = [key for key in REFERENCE_KEYS if pyproject.get(key) is not None and key in values.origins]
+    if both:
+        raise ConfigError(
+            f"option --energy-preset={preset} and {source} [tool.pytest-energy] key {both[0]!r} both set "
+            f"{both[0]}: remove the key, or write preset = \"{preset}\" beside it in {source} to override the preset's value"
+        )
+
+
 def build_settings(
     cli: Mapping[str, Any], pyproject: Mapping[str, Any], ini: Mapping[str, Any], source: str = "pyproject.toml"
 ) -> Settings:
@@ -312,6 +326,8 @@ def build_settings(
     else:
         caps.update(pyproject_caps)
     unit = values["unit"]
+    if cli.get("energy_preset") not in (None, ""):
+        _preset_conflict(str(cli["energy_preset"]), pyproject, source)
     try:
         reference = resolve_reference(values["preset"], pyproject)
     except (QuantityError, ValueError) as exc:

@@ -78,7 +78,22 @@ def start_session(config: pytest.Config) -> EnergyPlugin:
 
         plugin = EnergyPlugin(config, config.stash[SETTINGS])
         config.pluginmanager.register(plugin, PLUGIN_NAME)
+        rival = rival_plugin(config)
+        if rival is not None:
+            plugin.session.notice(
+                f"pytest-energy-reporter is also active (plugin {rival!r}): it too reads @pytest.mark.energy and runs "
+                f"each marked test several times (its --energy-iterations), so these figures include its extra runs; "
+                f"disable it for this run with -p no:{rival}"
+            )
     return plugin
+
+
+def rival_plugin(config: pytest.Config) -> Optional[str]:
+    """The name under which pytest-energy-reporter (another plugin with an ``energy`` marker) is loaded, if it is."""
+    for plugin in config.pluginmanager.get_plugins():
+        if str(getattr(plugin, "__name__", "")).split(".")[0] == "pytest_energy_reporter":
+            return config.pluginmanager.get_name(plugin)
+    return None
 
 
 def load_settings(config: pytest.Config) -> Settings:

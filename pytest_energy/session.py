@@ -43,7 +43,7 @@ from .report.ci_formats import benchmark_entries, openmetrics_text
 from .report.gate import comparison_lines, emissions_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
-from .report.terminal import accounting_lines, caveats, summary_table
+from .report.terminal import accounting_lines, caveats, comparison_table, condensed, summary_table
 from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target, write_text_atomically
 from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
 from .units import format_energy
@@ -815,7 +815,8 @@ class EnergySession:
         kept_for, accounted = self._accounted
         if normalization != kept_for or any(record.scores for record in records):
             accounted = []
-        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference)
+        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference,
+                                        baseline_off=self.settings.baseline_mode == "off")
         self._accounted = (normalization, accounted)
         return accounted
 
@@ -945,15 +946,19 @@ class EnergySession:
             lines.append(session_cap)
         if not records:
             return lines + ([f"pytest-energy: {report_failure}"] if report_failure else [])
-        lines += summary_table(records, self.settings.unit).render_text(width)
+        shown, totals = condensed(records, self.settings.json if self._json_error is None else None, self.settings.unit)
+        lines += summary_table(shown, self.settings.unit).render_text(width) + totals
         lines += accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit)
         lines += [f"  note: {line}" for line in caveats(records)]
         if self._report is not None and self._json_error is None:
             lines.append(f"energy report written to {self.settings.json}")
-        lines += comparison_lines(records)
-        lines += emissions_lines(records)
-        if self.stored_run() is None and self._compare_note:
+        stored = self.stored_run()
+        if stored is None and self._compare_note:
             lines.append(f"energy comparison: {self._compare_note}")
+        elif stored is not None:
+            lines += comparison_table(records, stored, self.environment.get("fingerprint"), self.settings.unit).render_text(width)
+        lines += comparison_lines(records)  # the regression gate's interval, limit and verdict per gated test
+        lines += emissions_lines(records)
         if self.saved_run is not None:
             lines.append(f"energy run stored as {self.saved_run}")
         if github.on_github_actions() and self.writes_reports:

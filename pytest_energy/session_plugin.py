@@ -24,18 +24,13 @@ STATE = pytest.StashKey[TestState]()
 
 
 def baseline_cache_dir(config: pytest.Config) -> Path:
-    """Where baseline energies are cached: pytest's cache directory (``.pytest_cache``).
-
-    A file or a dangling link in the directory's place is left for the cache to refuse with
-    one line (pytest's ``cache.mkdir`` would raise an internal error).
-    """
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        try:
-            return Path(cache.mkdir("energy-baseline"))
-        except OSError:
-            return Path(getattr(cache, "_cachedir", Path(config.rootpath, ".pytest_cache")), "d", "energy-baseline")
-    return Path(config.rootpath, ".pytest_cache", "d", "energy-baseline")
+    """Where baseline energies are cached: ``d/energy-baseline`` in pytest's cache directory (the
+    ``cache_dir`` ini key, ``.pytest_cache`` under the rootdir by default), made only when an entry is written."""
+    try:
+        configured = str(config.getini("cache_dir") or ".pytest_cache")
+    except ValueError:  # -p no:cacheprovider: its ini key is not registered
+        configured = ".pytest_cache"
+    return Path(config.rootpath, os.path.expanduser(os.path.expandvars(configured)), "d", "energy-baseline")
 
 
 def outcome_of(report: pytest.TestReport, when: str) -> str:
@@ -113,8 +108,8 @@ class EnergyPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         reason = self.session.session_cap_reached()
-        if reason is not None:
-            pytest.skip(reason)
+        if reason is not None:  # reported at the test's line, not this hook's
+            raise pytest.skip.Exception(reason, _use_item_location=True)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:

@@ -46,6 +46,8 @@ def meter_modules_loaded() -> None:
 
     importlib.import_module("pytest_energy.measure.codecarbon")
     importlib.import_module("codecarbon.external.hardware")
+    for module in ("numpy", "pandas"):  # a tracker's start imports them; numpy cannot be imported twice
+        importlib.import_module(module)
 
 
 @pytest.fixture

@@ -158,3 +158,66 @@ def test_plot_ew_position_is_score_times_baseline_over_system_energy():
     assert _ew(system, baseline, "normalized") == pytest.approx(1.0)  # 0.5 x 1.39 / 0.695
     assert _ew(baseline, baseline, "normalized") == pytest.approx(0.326)
     assert _ew(system, baseline, "raw") == pytest.approx(0.5)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures ``plot`` saves, drawn, for their layout."""
+    matplotlib_figure = pytest.importorskip("matplotlib.figure")
+    figures: list = []
+    save = matplotlib_figure.Figure.savefig
+
+    def keep(figure: Any, *args: Any, **kwargs: Any) -> None:
+        save(figure, *args, **kwargs)
+        figures.append(figure)
+
+    monkeypatch.setattr(matplotlib_figure.Figure, "savefig", keep)
+    return figures
+
+
+def points_clear_of_edges_and_legend(figure: Any) -> None:
+    [axes] = figure.axes
+    legend = axes.get_legend().get_window_extent()
+    box = axes.get_window_extent()
+    for collection in axes.collections:
+        if type(collection).__name__ != "PathCollection":  # the quadrant's shading
+            continue
+        for x, y in collection.get_offsets():
+            px, py = axes.transData.transform((x, y))
+            assert box.x0 + 0.1 * box.width <= px <= box.x1 - 0.1 * box.width, (x, y)
+            assert box.y0 + 0.1 * box.height <= py <= box.y1 - 0.1 * box.height, (x, y)
+            assert not legend.contains(px, py), f"({x}, {y}) is under the legend"
+
+
+@pytest.mark.parametrize("kind", ["energy-score", "ew"])
+def test_a_single_system_sits_inside_the_axes_and_clear_of_the_labels(
+    tmp_path: Path, kind: str, drawn: list
+) -> None:
+    directory = tmp_path / "one"
+    directory.mkdir()
+    (directory / "Base.json").write_text(json.dumps(report("Base", 2024, False, 1.4, 0.33, baseline=True)))
+    (directory / "Mine.json").write_text(json.dumps(report("Mine", 2024, False, 0.7, 0.40)))
+    assert main(["plot", str(directory), "-o", str(tmp_path / "one.png"), "--kind", kind]) == 0
+    [figure] = drawn
+    points_clear_of_edges_and_legend(figure)
+    [axes] = figure.axes
+    assert len(axes.texts) == 0  # the quadrant is named in the legend, not written over the points
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert "baseline Base (2024)" in labels and any(label.startswith("better") for label in labels)
+
+
+def test_baselines_close_together_are_named_in_the_legend_not_over_each_other(
+    tmp_path: Path, drawn: list
+) -> None:
+    directory = tmp_path / "three"
+    directory.mkdir()
+    for name, year in (("Baseline_2022", 2022), ("Baseline_2023", 2023), ("Baseline_2024", 2024)):
+        (directory / f"{name}.json").write_text(json.dumps(report(name, year, False, 1.4, 0.33, baseline=True)))
+    (directory / "Mine.json").write_text(json.dumps(report("Mine", 2024, False, 0.7, 0.40)))
+    assert main(["plot", str(directory), "-o", str(tmp_path / "raw.svg"), "--energy", "raw"]) == 0
+    assert (tmp_path / "raw.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")  # -o picks the format
+    [figure] = drawn
+    [axes] = figure.axes
+    assert len(axes.texts) == 0
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert {"baseline Baseline_2022 (2022)", "baseline Baseline_2023 (2023)", "baseline Baseline_2024 (2024)"} <= set(labels)

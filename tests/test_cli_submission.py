@@ -118,3 +118,19 @@ def test_missing_file_and_usage(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "no such file" in capsys.readouterr().err
     assert main(["submission"]) == 2
     assert main([]) == 2
+
+
+def test_the_factor_is_rounded_the_workload_named_and_a_contended_baseline_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    report = full_report()
+    report["normalization"]["factor"] = 0.42537153846153846
+    report["baseline"][0].update(nodeid="test_sed.py::test_baseline_three_epochs", source="contended", contended=True)
+    status, out, _ = run(tmp_path, report, capsys)
+    assert status == 0
+    assert "factor 0.4254)" in out and "0.425371" not in out
+    [line] = [line for line in out.splitlines() if "baseline_10_epochs:" in line]
+    assert "test_sed.py::test_baseline_three_epochs" in line
+    assert "measured while another process measured on this machine (contended)" in out
+    assert "contended" not in run(tmp_path, full_report(), capsys)[1]
+

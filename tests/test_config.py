@@ -59,6 +59,18 @@ def test_cap_on_the_command_line_beats_pyproject() -> None:
     assert settings({"energy_cap": "1kJ"}, {"cap": {"train": "2kJ"}}).cap_for("train") == pytest.approx(1 * KJ)
 
 
+def test_a_preset_on_the_command_line_and_a_pyproject_value_it_sets_are_a_usage_error_naming_both() -> None:
+    with pytest.raises(ConfigError, match=r"option --energy-preset=dcase2024 and /project/pyproject.toml "
+                                          r"\[tool.pytest-energy\] key 'reference-energy' both set"):
+        settings({"energy_preset": "dcase2024"}, {"reference-energy": "20 J"})
+    # in pyproject, a key beside the preset replaces the preset's value, as documented
+    assert settings({}, {"preset": "dcase2024", "reference-energy": "20 J"}).reference.reference_energy_j == 20.0
+    # a value the preset leaves unset (dcase2024 has no baseline scores) is no conflict
+    chosen = settings({"energy_preset": "dcase2024"}, {"baseline-scores": {"psds1": 0.5}})
+    assert chosen.reference.baseline_scores == {"psds1": 0.5}
+    assert chosen.reference.reference_energy_j == pytest.approx(0.029 * 3.6e6)
+
+
 def test_cap_in_pyproject_beats_the_ini_key() -> None:
     """The ini key is the weakest layer: it must not replace the caps read from pyproject."""
     assert settings({}, {"cap": "2kJ"}, {"energy_cap": "3kJ"}).cap_for("test") == pytest.approx(2 * KJ)

@@ -12,6 +12,7 @@ from pytest_energy.account.normalize import (
     energy_weighted,
     ew_scores,
     one_point_factor,
+    ranking_score_missing,
     relative_ranking_score,
 )
 from pytest_energy.account.presets import ReferenceValues, resolve_reference
@@ -132,6 +133,20 @@ def test_ew_scores_keeps_a_recorded_ranking_score_and_skips_ranking_without_base
     assert ew_scores({"psds1": 0.5, "ranking_score": 3.0}, "train", 1.0, reference) == {
         "psds1": pytest.approx(1.0), "ranking_score": pytest.approx(6.0)}
     assert ew_scores({"f1": 0.5}, "train", 1.0, reference) == {"f1": pytest.approx(1.0)}
+
+
+def test_ranking_score_needs_every_baseline_score_not_some_of_them():
+    """DCASE 2023 ranks by the mean of PSDS1 and PSDS2 ratios: PSDS1 alone is not that score."""
+    reference = resolve_reference("dcase2023", {})
+    only_psds1 = {"psds1": 0.4}
+    assert "ranking_score" not in ew_scores(only_psds1, "train", 1.0, reference)
+    why = ranking_score_missing(only_psds1, reference)
+    assert why is not None and "record psds2 too" in why and "preset dcase2023" in why
+    both = {"psds1": 0.4, "psds2": 0.6}
+    assert ranking_score_missing(both, reference) is None
+    assert ew_scores(both, "train", 1.0, reference)["ranking_score"] == pytest.approx(
+        relative_ranking_score(both, reference.baseline_scores) * reference.baseline_train_energy_j)
+    assert ranking_score_missing({"f1": 0.9}, reference) is None  # no baseline score recorded: nothing asked
 
 
 def test_ew_scores_names_the_missing_baseline_energy_and_rejects_unknown_phases():

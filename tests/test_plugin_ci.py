@@ -185,8 +185,9 @@ def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
     assert run.report["session"]["compared_with"] == str(stored)
     entry = run.entry("test_workload")
     assert (entry["outcome"], entry["verdict"], entry["verdict_message"]) == ("failed", "regression", message.strip())
-    [row] = [line for line in run.result.outlines if line.startswith("test_gate.py::test_workload ")]
-    assert row.split()[-2] == "regression"  # the verdict column, before the meter
+    table_row, comparison_row = [line for line in run.result.outlines if line.startswith("test_gate.py::test_workload ")]
+    assert table_row.split()[-2] == "regression"  # the verdict column, before the meter
+    assert float(comparison_row.split()[-1].rstrip("%")) == pytest.approx(float(growth["percent"]), abs=0.1)
 
     [case] = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     [failure] = case.result
@@ -196,6 +197,20 @@ def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
     assert properties["energy_meter"].startswith("codecarbon-")
     assert properties["energy_verdict"] == "regression"
     assert float(properties["cpu_energy_j"]) > 0
+
+
+def test_compare_alone_shows_each_tests_energy_before_after_and_the_change(
+    run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    pytester.makepyfile(test_gate=gate_suite(0.1))
+    first = run_energy("--energy-meter=codecarbon", "--energy-autosave")
+    [stored] = stored_runs(pytester.path)
+    run = run_energy("--energy-meter=codecarbon", "--energy-compare")
+    run.result.assert_outcomes(passed=1)
+    before, after = first.entry("test_workload")["energy_j"], run.entry("test_workload")["energy_j"]
+    run.result.stdout.fnmatch_lines([f"energy compared with {stored.name}", "test * before * after * change",
+                                     f"test_gate.py::test_workload * {after / before - 1:+.1%}"])
 
 
 def test_lighter_run_passes_the_comparison(run_energy: Callable, pytester: pytest.Pytester) -> None:

@@ -178,7 +178,8 @@ def test_left_two():
     run.result.stdout.fnmatch_lines(
         ["energy * J crosses what is left of the session cap 5.00 J (*); session cap 25.0 J; stopped early at *"]
     )
-    run.result.stdout.fnmatch_lines(["SKIPPED [[]2[]] *: energy session cap 25.0 J reached (* J spent)"])
+    run.result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_session_cap_*.py:*: energy session cap 25.0 J reached (* J spent)"] * 2)
+    run.result.stdout.no_fnmatch_line("*session_plugin.py*")  # the skip points at the test, not the plugin
     valid(run.report, report_schema)
     assert run.nodeids == ["test_first", "test_second", "test_crosses", "test_left_one", "test_left_two"]
     assert [run.entry(name)["energy_j"] for name in ("test_first", "test_second")] == [pytest.approx(10.0)] * 2

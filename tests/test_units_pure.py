@@ -13,6 +13,8 @@ from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_energy.measure import watchdog
 from pytest_energy.account.presets import ReferenceValues
@@ -322,13 +324,49 @@ def test_columns_are_left_out_least_needed_first_and_named() -> None:
 
 def test_numeric_columns_align_right_and_a_short_value_keeps_its_place() -> None:
     table = Table([Column("meter", legend=True), Column("energy", numeric=True)], [["none", "1.2 J"], ["none", "12.0 J"]])
-    assert table.render_text(5) == ["meter  energy", "-----  ------", "none    1.2 J", "none   12.0 J"]
+    assert table.render_text(13) == ["meter  energy", "-----  ------", "none    1.2 J", "none   12.0 J"]
+    assert not any("[1]" in line for line in table.render_text(12))  # too narrow, but too short to key
 
 
 def test_a_shortened_test_id_keeps_the_whole_test_name() -> None:
     name = "test_a_model_trained_for_ten_epochs_stays_under_its_cap"
     table = Table([Column("test", shortenable=True), Column("energy")], [[f"tests/deep/test_models.py::{name}", "1 J"]])
-    assert table.render_text(40)[2].split()[0] == f"…::{name}"
+    assert table.render_text(60)[0] == f"…::{name}"  # too wide beside its energy: stacked, the whole name kept
+    assert table.render_text(60)[1] == "  energy 1 J"
+
+
+@pytest.mark.parametrize("width", [80, 60, 40, 24])
+def test_no_line_is_wider_than_the_terminal(width: int) -> None:
+    """The README example's table, which was 92 columns on an 80-column terminal, and a 14-column trend table."""
+    energy = Table(
+        [Column("test", shortenable=True, key=True), Column("phase"), Column("energy", numeric=True),
+         Column("normalised", short="norm.", numeric=True), Column("MACs", numeric=True), Column("cap", numeric=True),
+         Column("verdict"), Column("meter", legend=True)],
+        [["examples/dcase_sed/test_sed.py::test_inference_on_held_out_clips", "test", "0.0124 Wh", "5.28e-03 Wh",
+          "35.8M", "2.00 kWh", "pass", METER]] * 3,
+    )
+    trend = Table([Column(h, key=h in ("edition", "metric")) for h in (
+        "edition", "metric", "n", "25% Max", "under", "psds1", "system", "median Max", "under", "psds1", "system",
+        "All: n", "psds1", "system")],
+        [["2023", "training energy, normalised", "37", "1.00 kWh", "10", "0.550", "Xiao_FMSG_task4a_4", "3.35 kWh",
+          "20", "0.561", "Chen_CHT_task4_2", "37", "0.590", "Kim_GIST-HanwhaVision_task4a_2"]],
+        "Best psds1 under thresholds, single systems (ensemble: no): Max is the P25 / median of the n ranked systems",
+    )
+    for table in (energy, trend):
+        lines = table.render_text(width)
+        assert max(len(line) for line in lines) <= width, "\n".join(lines)
+        text = "\n".join(lines)
+        assert all(cell.replace(" ", "") in text.replace(" ", "").replace("\n", "")
+                   for cell in ("Kim_GIST-HanwhaVision_task4a_2", "0.590") if table is trend and width >= 40)
+
+
+def test_a_wide_table_wraps_into_parts_that_repeat_its_key_columns() -> None:
+    trend = Table([Column(h, key=h in ("edition", "metric")) for h in ("edition", "metric", "n", "Max", "system", "All")],
+                  [["2023", "MACs", "37", "912M", "Xiao_FMSG_task4a_4", "0.590"]])
+    lines = trend.render_text(46)
+    assert lines == ["edition  metric  n   Max   system", "-------  ------  --  ----  ------------------",
+                     "2023     MACs    37  912M  Xiao_FMSG_task4a_4", "",
+                     "edition  metric  All", "-------  ------  -----", "2023     MACs    0.590"]
 
 
 def test_markdown_escapes_every_cell_and_puts_test_ids_in_code_spans() -> None:
@@ -348,3 +386,30 @@ def test_the_energy_table_uses_one_unit_per_column(monkeypatch: pytest.MonkeyPat
     energies = [row[2] for row in summary_table(records, None).rows]
     assert energies == ["2.00 kWh", "1.00e-05 kWh"]
     assert [row[2] for row in summary_table(records, "J").rows] == ["7200000 J", "36.0 J"]
+
+
+CELL = st.text(st.characters(codec="ascii", categories=("L", "N", "P", "Zs")), max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data(), st.integers(min_value=20, max_value=160))
+def test_no_table_is_wider_than_its_width(data: st.DataObject, width: int) -> None:
+    """Any columns, flags, cells and title: every rendered line fits; without a width, nothing is cut."""
+    count = data.draw(st.integers(min_value=1, max_value=8))
+    columns = [Column(f"h{index}" + data.draw(st.text("abc ", max_size=12)),
+                      optional=data.draw(st.one_of(st.none(), st.integers(0, 5))),
+                      legend=data.draw(st.booleans()), shortenable=data.draw(st.booleans()),
+                      numeric=data.draw(st.booleans()), key=data.draw(st.booleans())) for index in range(count)]
+    rows = data.draw(st.lists(st.lists(CELL, min_size=count, max_size=count), max_size=6))
+    table = Table(columns, rows, data.draw(CELL))
+    rendered = table.render_text(width)
+    assert all(len(line) <= width for line in rendered)
+    assert len(rendered) >= len(rows)  # every row is there, in some form
+    whole = "\n".join(table.render_text(None))
+    assert all(cell.strip() in whole for row in rows for cell in row)  # a line is right-stripped
+
+
+
+def test_a_lone_column_wider_than_the_terminal_still_shows_its_rows() -> None:
+    nodeid = "tests/test_models.py::test_a_rather_long_test_name"
+    assert Table([Column("test", shortenable=True)], [[nodeid]]).render_text(30) == ["…" + nodeid[-29:]]

@@ -123,6 +123,10 @@ def test_the_session_cap_message_is_built_as_such() -> None:
         "energy 3.00 J crosses what is left of the session cap 2.50 J (cpu 3.00 J; meter rapl-counter); session cap 25.0 J"
     )
     assert session_cap(dataclasses.replace(figures, session_left_j=3.0), Limits("J", session_cap_j=25.0)) is None
+    # under xdist, other workers can spend the cap while this test runs: nothing was left, not "-0.296 J"
+    spent = session_cap(dataclasses.replace(figures, session_left_j=-0.296), Limits("J", session_cap_j=25.0))
+    assert spent is not None and "-0.296" not in spent.message
+    assert spent.message.startswith("energy 3.00 J was spent after the session cap was already spent")
 
 
 def test_the_limit_that_stopped_a_test_says_when_and_the_others_do_not() -> None:

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from .record import Record
-from .normalize import Normalization, ew_scores
+from .normalize import Normalization, ew_scores, ranking_score_missing
 from .presets import ReferenceValues
 
 PHASES = ("train", "test")
@@ -24,11 +24,19 @@ def normalized_energy(record: Record, normalization: Optional[Normalization]) ->
     return normalization.normalize(record.energy_j)
 
 
-def account(records: Iterable[Record], normalization: Optional[Normalization], reference: ReferenceValues) -> List[Record]:
+NOT_MEASURED = ("no baseline measured on this machine: mark the reference workload with "
+                "@pytest.mark.energy_baseline (or set baseline = \"<test id>\") to get energy-weighted scores")
+TURNED_OFF = ("no normalisation: the baseline is off (--energy-baseline=off), and with reference-energy set "
+              "energy-weighted scores weight normalised energies; run with --energy-baseline=use to get them")
+
+
+def account(records: Iterable[Record], normalization: Optional[Normalization], reference: ReferenceValues,
+            baseline_off: bool = False) -> List[Record]:
     """The records with ``energy_normalized_j`` and ``ew_scores`` filled in (or why not).
 
     EW scores are computed only when baseline phase energies are configured (a preset or
-    ``baseline-train-energy`` / ``baseline-test-energy``)."""
+    ``baseline-train-energy`` / ``baseline-test-energy``). ``baseline_off``: the user turned
+    the baseline off, which is why there is no normalisation."""
     records = list(records)
     phase_energy: Dict[Tuple[str, str], float] = {}
     for record in records:
@@ -42,7 +50,7 @@ def account(records: Iterable[Record], normalization: Optional[Normalization], r
         extra = dict(record.extra)
         extra["energy_normalized_j"] = normalized_energy(record, normalization)
         if record.scores and wants_ew:
-            extra["ew_scores"], why = _weighted(record, normalization, reference, phase_energy)
+            extra["ew_scores"], why = _weighted(record, normalization, reference, phase_energy, baseline_off)
             if why:
                 extra["ew_scores_missing"] = why
         accounted.append(dataclasses.replace(record, extra=extra))
@@ -54,10 +62,10 @@ def _weighted(
     normalization: Optional[Normalization],
     reference: ReferenceValues,
     phase_energy: Dict[Tuple[str, str], float],
+    baseline_off: bool,
 ) -> Tuple[Dict[str, Dict[str, float]], Optional[str]]:
     if reference.normalizes and normalization is None:
-        return {}, ("no baseline measured on this machine: mark the reference workload with "
-                    "@pytest.mark.energy_baseline (or set baseline = \"<test id>\") to get energy-weighted scores")
+        return {}, TURNED_OFF if baseline_off else NOT_MEASURED
     weighted: Dict[str, Dict[str, float]] = {}
     missing = []
     for phase in PHASES:
@@ -71,4 +79,7 @@ def _weighted(
             weighted[phase] = ew_scores(record.scores, phase, energy, reference)
         except ValueError as exc:
             missing.append(f"{phase}: {exc}")
+    ranking_missing = ranking_score_missing(record.scores, reference) if weighted else None
+    if ranking_missing:
+        missing.append(ranking_missing)
     return weighted, "; ".join(missing) or None

@@ -165,9 +165,26 @@ def relative_ranking_score(scores: Mapping[str, float], baseline_scores: Mapping
     return sum(ratios) / len(ratios)
 
 
+def ranking_score_missing(scores: Mapping[str, float], reference: ReferenceValues) -> Optional[str]:
+    """Why ``ranking_score`` cannot be computed from ``scores``, or None when it can (or is not asked for).
+
+    The challenge's ranking score averages *every* baseline score (DCASE 2023: PSDS1 and
+    PSDS2); one computed from some of them would be another figure under the same name,
+    so a test that recorded only some of the baseline's scores gets none.
+    """
+    if RANKING_SCORE in scores or not any(name in scores for name in reference.baseline_scores):
+        return None
+    absent = [name for name in reference.baseline_scores if name not in scores]
+    if not absent:
+        return None
+    origin = reference.origins.get("baseline-scores", "baseline-scores")
+    return (f"no {RANKING_SCORE}: it averages every baseline score ({', '.join(reference.baseline_scores)}, "
+            f"from {origin}); record {', '.join(absent)} too, or set baseline-scores to the scores you record")
+
+
 def ew_scores(scores: Mapping[str, float], phase: str, energy_j: float, reference: ReferenceValues) -> Dict[str, float]:
-    """EW of every score for one phase, plus ``ranking_score`` when the reference has
-    baseline scores that were recorded (and no score of that name was).
+    """EW of every score for one phase, plus ``ranking_score`` when every baseline score
+    was recorded (and no score of that name was): see ``ranking_score_missing``.
 
     The organisers weight each score twice: by the system's training energy (phase
     "train") and by its inference energy (phase "test"). A score recorded in a training
@@ -179,7 +196,8 @@ def ew_scores(scores: Mapping[str, float], phase: str, energy_j: float, referenc
     """
     baseline_j = reference.baseline_energy_j(phase)
     weighted = {name: energy_weighted(score, baseline_j, energy_j) for name, score in scores.items()}
-    if RANKING_SCORE not in scores and any(name in scores for name in reference.baseline_scores):
+    if reference.baseline_scores and RANKING_SCORE not in scores \
+            and all(name in scores for name in reference.baseline_scores):
         ranking = relative_ranking_score(scores, reference.baseline_scores)
         weighted[RANKING_SCORE] = energy_weighted(ranking, baseline_j, energy_j)
     return weighted

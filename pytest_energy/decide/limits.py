@@ -187,9 +187,10 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
             return None
         return CapFailure(f"cannot enforce session cap {cap}: energy {figure} is only a lower bound because {lost} "
                           f"({split(measurement, unit)})", "lower-bound", "session cap")  # type: ignore[arg-type]
+    crosses = (f"crosses what is left of the session cap {left}" if left_j > 0 else
+               "was spent after the session cap was already spent (by tests that ran beside it)")
     return CapFailure(
-        f"energy {figure} crosses what is left of the session cap {left} "
-        f"({split(measurement, unit)}); session cap {cap}",  # type: ignore[arg-type]
+        f"energy {figure} {crosses} ({split(measurement, unit)}); session cap {cap}",  # type: ignore[arg-type]
         limit="session cap",
     )
 

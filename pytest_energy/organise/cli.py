@@ -12,6 +12,8 @@ status: 0 done, 1 the merged run failed its energy gate, 2 bad usage or unreadab
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -63,13 +65,21 @@ def _submission(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
     """The inputs read with ``--score``; without it, psds1, else the score the JSON reports record."""
-    from pytest_energy.organise.readers import collect, recorded_scores
+    from pytest_energy.organise.readers import YAML_SCORE_KEYS, collect, recorded_scores
 
     score = args.score or DEFAULT_SCORE
     args.inputs = list(args.inputs) + [str(shipped_results(edition)) for edition in args.dcase or ()]
     if not args.inputs:
         raise CliError("no inputs: name reports, CSV or YAML files or directories, or --dcase 2022|2023")
     collection = collect(args.inputs, year=args.year, score=score)
+    if args.score is not None and collection.systems + collection.baselines \
+            and all(s.score is None for s in collection.systems + collection.baselines):
+        sources = {s.source.lower() for s in collection.systems + collection.baselines}
+        known = recorded_scores(collection)
+        if any(source.endswith((".yaml", ".yml")) for source in sources):
+            known += [name for name in YAML_SCORE_KEYS if name not in known]
+        raise CliError(f"no system in the inputs has a score called {args.score!r}; "
+                       + (f"choose one they have: {', '.join(known)}" if known else "they record no score"))
     if args.score is None and all(s.score is None for s in collection.systems + collection.baselines):
         recorded = recorded_scores(collection)
         if recorded:
@@ -84,7 +94,7 @@ def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
 
 
 def _trend(args: argparse.Namespace) -> int:
-    from pytest_energy.organise.trend_render import RENDERERS
+    from pytest_energy.organise.trend_render import RENDERERS, render_text
     from pytest_energy.organise.trend_statistics import compute
 
     collection, score = _collect(args)
@@ -94,8 +104,18 @@ def _trend(args: argparse.Namespace) -> int:
         collection, population=args.population, score=score, method=args.quartiles,
         factor_limit=args.reliable_baseline,
     )
-    sys.stdout.write(RENDERERS[args.format](trend))
+    if args.format == "table":
+        sys.stdout.write(render_text(trend, _terminal_width()))
+    else:
+        sys.stdout.write(RENDERERS[args.format](trend))
     return 0
+
+
+def _terminal_width() -> Optional[int]:
+    """The terminal's width (``COLUMNS`` wins), or None when the output is not a terminal: a file keeps whole rows."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -203,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of score against training energy, or against EW score")
     _add_inputs(plot)
-    plot.add_argument("-o", "--output", required=True, help="image to write, its format from its extension (.png, .svg, .pdf, ...)")
+    plot.add_argument("-o", "--output", required=True, help="the figure to write; its suffix picks the format (.png, .svg, .pdf)")
     plot.add_argument(
         "--kind", choices=KINDS, default="energy-score",
         help="energy-score: score against training energy (the paper's Fig. 1); "

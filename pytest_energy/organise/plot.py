@@ -19,6 +19,7 @@ canvas, leaving pyplot's global state alone).
 from __future__ import annotations
 
 import io
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -91,6 +92,22 @@ def _reference(collection: Collection, energy: str, score: str, name: Optional[s
 def _ew(system: System, reference: System, energy: str) -> float:
     """The energy-weighted score: score × E_baseline / E (training energy of the plotted kind)."""
     return system.score * _energy(reference, energy) / _energy(system, energy)  # type: ignore[operator]
+
+
+def _pad(axes: Any, points: List[Tuple[float, float]], log_x: bool, log_y: bool) -> None:
+    """Limits that keep every point (and a lone one) well inside the axes, a sixth of the range from the edges."""
+    for values, log, set_limits in (([x for x, _ in points], log_x, axes.set_xlim),
+                                    ([y for _, y in points], log_y, axes.set_ylim)):
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        if log:
+            low, high = math.log10(low), math.log10(high)
+        margin = (high - low) / 6 or (0.3 if log else max(abs(high) * 0.15, 0.05))
+        low, high = low - margin, high + margin
+        if log:
+            low, high = 10 ** low, 10 ** high
+        set_limits(low, high)
 
 
 def plot_trend(
@@ -168,14 +185,14 @@ def plot_trend(
             alpha=0.75 if system_kind == "single" else 0.45,
             label=f"{edition} {system_kind} (n={len(systems)})",
         )
-    for system in stars:
+    for system in stars:  # named in the legend: labels beside close stars would overlap
         x, y = position(system)
         axes.scatter(
             [x], [y], marker="*", s=260, color=colours.get(system.edition, "grey"),
-            edgecolors="black", linewidths=0.8, zorder=3,
+            edgecolors="black", linewidths=0.8, zorder=3, label=f"baseline {system.name} ({system.edition})",
         )
-        axes.annotate(system.name, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8)
-    axes.scatter([], [], marker="*", s=160, color="white", edgecolors="black", label="baseline")
+    _pad(axes, [position(s) for systems in series.values() for s in systems] + [position(s) for s in stars],
+         log_x=kind != "ew", log_y=kind == "ew")
 
     kind_of_energy = "normalised training energy" if energy == "normalized" else "training energy (raw)"
     if kind == "ew":
@@ -197,13 +214,10 @@ def plot_trend(
         axes.axhline(y_ref, color="black", linestyle="--", linewidth=0.9)
         left, right = axes.get_xlim()
         bottom, top = axes.get_ylim()
-        axes.fill_between([x_ref, right], y_ref, top, color="tab:green", alpha=0.08, linewidth=0)
+        axes.fill_between([x_ref, right], y_ref, top, color="tab:green", alpha=0.08, linewidth=0,
+                          label=quadrant.format(name=reference.name, edition=reference.edition, score=score))
         axes.set_xlim(left, right)
         axes.set_ylim(bottom, top)
-        axes.text(
-            0.98, 0.97, quadrant.format(name=reference.name, edition=reference.edition, score=score),
-            transform=axes.transAxes, ha="right", va="top", fontsize=9, color="darkgreen",
-        )
     else:
         notes.append("no baseline among the inputs: no quadrant lines (name one with --baseline)")
 

@@ -61,6 +61,13 @@ def _kwh(joules: Any) -> Optional[str]:
     return f"{joules / KWH_J:.6g}"
 
 
+def _factor(value: Any) -> str:
+    """``, factor 0.4254`` (four significant digits), or nothing for a rule without one (two-point)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return f", factor {value:.4g}"
+
+
 def _integer(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         return None
@@ -98,16 +105,21 @@ def submission_block(report: Mapping[str, Any]) -> SubmissionBlock:
         Field(
             "energy_consumption.baseline_10_epochs",
             _kwh(baseline.get("energy_j")),
+            f"kWh, the reference workload on the same hardware: {baseline.get('nodeid')} "
+            "(the challenge asks for 10 epochs of its baseline)" if baseline.get("nodeid") else
             "kWh, 10 epochs of the baseline on the same hardware",
         ),
     )
     notes = []
+    if baseline.get("contended") or baseline.get("source") == "contended":
+        notes.append("the baseline was measured while another process measured on this machine (contended): "
+                     "its energy may read high; measure it alone (no -n, no other session) before submitting")
     normalization = report.get("normalization")
     normalized = _kwh(report_phase_energy(report, "train", "energy_normalized_j"))
     if isinstance(normalization, dict) and normalized is not None:
         notes.append(
             f"pytest-energy's normalised training energy: {normalized} kWh "
-            f"(rule {normalization.get('rule')}, factor {normalization.get('factor')}); not a meta-file field"
+            f"(rule {normalization.get('rule')}{_factor(normalization.get('factor'))}); not a meta-file field"
         )
     return SubmissionBlock(fields, tuple(notes))
 

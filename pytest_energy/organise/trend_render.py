@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pytest_energy.organise.systems import KWH_J, System
@@ -89,8 +90,11 @@ def tables(trend: Trend) -> List[Table]:
     ]
 
 
+KEY_HEADERS = ("edition", "metric", "phase")  # repeated in each part of a table wrapped to the terminal
+
+
 def _columns(*headers: str) -> List[Column]:
-    return [Column(header) for header in headers]
+    return [Column(header, key=header in KEY_HEADERS) for header in headers]
 
 
 def summary_lines(trend: Trend) -> List[str]:
@@ -144,19 +148,30 @@ def summary_lines(trend: Trend) -> List[str]:
         )
     no_share = sorted({s.edition for s in trend.shares} - {s.edition for s in trend.shares if s.n})
     if no_share:
-        lines.append(
-            f"Note: no GPU energy for {', '.join(no_share)} (it comes from JSON reports or the "
-            "energy_*_gpu_kwh CSV columns; the DCASE results files have none)"
-        )
+        lines.append(f"Note: no GPU energy for {', '.join(no_share)} ({_why_no_gpu_energy(trend, no_share)})")
     lines.extend(f"Note: {note}" for note in collection.notes)
     return lines
 
 
-def render_text(trend: Trend) -> str:
+def _why_no_gpu_energy(trend: Trend, editions: List[str]) -> str:
+    """Why the inputs of ``editions`` give no GPU energy, for the kinds of input they are."""
+    sources = {Path(s.source).suffix.lower() for s in trend.collection.systems if s.edition in editions}
+    reasons = []
+    if ".json" in sources:
+        reasons.append("the JSON reports measured no GPU: no NVIDIA GPU, or --energy-meter left it out")
+    if ".csv" in sources:
+        reasons.append("the CSV has no energy_training_gpu_kwh / energy_test_gpu_kwh column")
+    if sources & {".yaml", ".yml"}:
+        reasons.append("the DCASE results files publish none")
+    return "; ".join(reasons) or "no input gives it"
+
+
+def render_text(trend: Trend, width: Optional[int] = None) -> str:
+    """The summary lines and tables; tables wrapped to ``width`` columns when given (a terminal's)."""
     lines = [printable(line) for line in summary_lines(trend)]
     out = [f"pytest-energy trend — {line}" if i == 0 else line for i, line in enumerate(lines)]
     for table in tables(trend):
-        out += ["", *table.render_text()]
+        out += ["", *table.render_text(width)]
     return "\n".join(out) + "\n"
 
 

@@ -10,6 +10,7 @@ from ..account.record import Record
 from ..units import common_energy_unit, format_count, format_energy
 from .json_report import phase_totals
 from .table import Column, Table
+from .terminal import energy_cell, meter_cell, shown_energy_j
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations a step
 TEST_HEADERS = ("phase", "energy", "normalised", "MACs", "scores", "cap", "verdict", "meter")
@@ -23,7 +24,7 @@ def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> s
     """The run as Markdown tables, per test and per phase; node ids, phases, score and meter names
     are escaped (they come from the test suite). Each energy column has one unit."""
     records = list(records)
-    energy_unit = common_energy_unit((record.energy_j for record in records), unit)
+    energy_unit = common_energy_unit((shown_energy_j(record) for record in records), unit)
     normalised_unit = common_energy_unit((record.extra.get("energy_normalized_j") for record in records), unit)
     cap_unit = common_energy_unit((record.cap_j for record in records), unit)
     rows = []
@@ -32,13 +33,13 @@ def summary_markdown(records: Iterable[Record], unit: Optional[str] = None) -> s
         rows.append([
             record.nodeid,
             record.phase,
-            format_energy(record.energy_j, energy_unit),
+            energy_cell(record, energy_unit),
             "-" if normalized is None else format_energy(normalized, normalised_unit),
             format_count(record.extra.get("macs")),
             ", ".join(f"{name} {value:.3g}" for name, value in record.scores.items()) or "-",
             "-" if record.cap_j is None else format_energy(record.cap_j, cap_unit),
             _verdict_mark(record.verdict),
-            record.measurement.meter if record.measurement else "none",
+            meter_cell(record),
         ])
     tests = Table([Column("test", code=True), *(Column(header) for header in TEST_HEADERS)], rows)
     totals = phase_totals(records)

@@ -7,12 +7,17 @@ gives repeated long values of a ``legend`` column short keys explained below the
 table, then shortens headers, leaves out ``optional`` columns without a figure,
 cuts a ``shortenable`` column's cells from the left (a test id keeps its end: the
 test's name), and last leaves out the other ``optional`` columns, least needed
-first. A line below the table names the columns left out.
+first. A line below the table names the columns left out. A table too wide even
+without them keeps them and is wrapped: its ``key`` columns (else its first) are repeated
+beside as many of the other columns as fit, part after part; where not even one
+other column fits beside them, each row is stacked as ``header value`` pairs.
+No line is wider than ``width``: a longer one is cut, marked with an ellipsis.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import Dict, List, Optional, Sequence
 
 from .escape import md_code, md_text, printable
@@ -31,7 +36,8 @@ class Column:
     ``short``: the header when headers are shortened. ``optional``: the column may be
     left out; the lowest number goes first. ``legend``: long values become keys such as
     ``[1]``. ``shortenable``: cells may be cut from the left. ``numeric``: right-aligned.
-    ``code``: a Markdown code span (test ids), else escaped Markdown text.
+    ``code``: a Markdown code span (test ids), else escaped Markdown text. ``key``: repeated
+    in each part of a wrapped table (it names the row).
     """
 
     header: str
@@ -41,6 +47,7 @@ class Column:
     shortenable: bool = False
     numeric: bool = False
     code: bool = False
+    key: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,19 +91,16 @@ class Table:
                    if column.optional is not None and all(row[index] in BLANK_CELLS for row in rows)])
         if not fits():
             _shorten(columns, headers, rows, width)  # type: ignore[arg-type]
-        leave_out([column for column in columns if column.optional is not None])
-        widths = [max(len(cell) for cell in cells) for cells in zip(headers, *rows)]
-
-        def line(cells: Sequence[str]) -> str:
-            return GAP.join(cell.rjust(size) if column.numeric else cell.ljust(size)
-                            for cell, size, column in zip(cells, widths, columns)).rstrip()
-
-        lines = [printable(self.title)] if self.title else []
-        lines += [line(headers), GAP.join("-" * size for size in widths), *(line(row) for row in rows)]
-        lines += legend
-        if left_out:
-            lines.append(f"(left out to fit {width} columns: {', '.join(left_out)})")
-        return lines
+        kept = [index for index, column in enumerate(columns) if column.optional is None]
+        if fits() or _width([headers[i] for i in kept], [[row[i] for i in kept] for row in rows]) <= width:  # type: ignore[operator]
+            leave_out([column for column in columns if column.optional is not None])  # one table, less wide
+        notes = legend + ([f"(left out to fit {width} columns: {', '.join(left_out)})"] if left_out else [])
+        if width is None:
+            return ([printable(self.title)] if self.title else []) + _aligned(columns, headers, rows) + notes
+        if fits():
+            return _wrap_lines([printable(self.title)] if self.title else [], width) + _aligned(columns, headers, rows) \
+                + _wrap_lines(notes, width)
+        return _wrapped(printable(self.title), columns, headers, rows, notes, width)  # type: ignore[arg-type]
 
     def render_markdown(self) -> List[str]:
         """A Markdown table (title as a heading); every cell escaped, test ids as code spans."""
@@ -107,6 +111,64 @@ class Table:
             cells = (md_code(str(cell)) if column.code else md_text(str(cell)) for cell, column in zip(row, self.columns))
             lines.append("| " + " | ".join(cells) + " |")
         return lines
+
+
+def _aligned(columns: Sequence[Column], headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    """Headers, a rule and the rows, each column as wide as its widest cell."""
+    widths = [max(len(cell) for cell in cells) for cells in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return GAP.join(cell.rjust(size) if column.numeric else cell.ljust(size)
+                        for cell, size, column in zip(cells, widths, columns)).rstrip()
+
+    return [line(headers), GAP.join("-" * size for size in widths), *(line(row) for row in rows)]
+
+
+def _wrapped(title: str, columns: Sequence[Column], headers: Sequence[str], rows: Sequence[Sequence[str]],
+             notes: Sequence[str], width: int) -> List[str]:
+    """The table in parts that repeat its key columns, or stacked row by row; no line wider than ``width``."""
+    keys = [index for index, column in enumerate(columns) if column.key] or [0]
+    others = [index for index in range(len(columns)) if index not in keys]
+
+    def part_width(indices: Sequence[int]) -> int:
+        return _width([headers[i] for i in indices], [[row[i] for i in indices] for row in rows])
+
+    parts: List[List[int]] = []
+    for index in others:
+        if parts and part_width(keys + parts[-1] + [index]) <= width:
+            parts[-1].append(index)
+        else:
+            parts.append([index])
+    lines = textwrap.wrap(title, width) if title else []
+    if parts and part_width(keys) <= width // 2 and all(part_width(keys + part) <= width for part in parts):
+        for number, part in enumerate(parts):
+            chosen = keys + part
+            if number:
+                lines.append("")
+            lines += _aligned([columns[i] for i in chosen], [headers[i] for i in chosen], [[row[i] for i in chosen] for row in rows])
+    else:
+        for row in rows:
+            named = GAP.join(row[i] for i in keys)
+            lines.append(ELLIPSIS + named[-(width - 1):] if len(named) > width and columns[keys[0]].shortenable
+                         else _cut(named, width))
+            pairs = [f"{headers[i]} {row[i]}" for i in others]
+            lines += [_cut(line, width) for line in textwrap.wrap(" · ".join(pairs), width, initial_indent="  ",
+                                                                  subsequent_indent="  ", break_on_hyphens=False)]
+    return lines + _wrap_lines(notes, width)
+
+
+def _wrap_lines(lines: Sequence[str], width: int) -> List[str]:
+    """Each line wrapped to ``width``, its continuation indented two more spaces."""
+    wrapped: List[str] = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+        wrapped += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    return wrapped
+
+
+def _cut(line: str, width: int) -> str:
+    """``line``, or its start and an ellipsis when it is wider than ``width``."""
+    return line if len(line) <= width else line[: max(width - 1, 0)] + ELLIPSIS
 
 
 def _width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> int:

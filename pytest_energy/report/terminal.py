@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from collections import Counter
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..account.record import Record
+from ..store.runs import StoredRun
 from ..units import common_energy_unit, format_count, format_energy
 from .table import Column, Table
 
 COLUMNS = (
-    Column("test", shortenable=True, code=True),
+    Column("test", shortenable=True, code=True, key=True),
     Column("phase"),
     Column("energy", numeric=True),
     Column("gpu", numeric=True, optional=5),
@@ -35,7 +37,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
     column's largest figure), so figures compare at a glance.
     """
     records = list(records)
-    energy_column = common_energy_unit((_energy_j(record) for record in records), unit)
+    energy_column = common_energy_unit((shown_energy_j(record) for record in records), unit)
     component_units = {component: common_energy_unit((record.component_j(component) for record in records), unit)
                        for component in COMPONENTS}
     normalised_unit = common_energy_unit((record.extra.get("energy_normalized_j") for record in records), unit)
@@ -47,7 +49,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
         rows.append([
             record.nodeid,
             record.phase,
-            _energy(record, energy_column),
+            energy_cell(record, energy_column),
             *(_component(record, component, component_units[component]) for component in COMPONENTS),
             "-" if share is None else f"{100 * share:.0f}%",
             "-" if normalized_j is None else format_energy(normalized_j, normalised_unit),
@@ -55,7 +57,7 @@ def summary_table(records: Iterable[Record], unit: Optional[str]) -> Table:
             format_count(record.extra.get("params")),
             "-" if record.cap_j is None else format_energy(record.cap_j, cap_unit),
             _verdict(record),
-            record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none"),
+            meter_cell(record),
         ])
     shown = [
         index for index, column in enumerate(COLUMNS)
@@ -88,19 +90,74 @@ def accounting_lines(
     return lines
 
 
+TABLE_ROWS = 30  # a longer table shows its first rows by energy and totals
+QUIET_VERDICTS = ("pass", "no-cap")
+
+
+def condensed(records: Sequence[Record], json_path: Optional[str], unit: Optional[str],
+              rows: int = TABLE_ROWS) -> Tuple[List[Record], List[str]]:
+    """The records a table of ``rows`` rows shows (all of them, or failing tests and then the highest
+    energies), and lines with the totals per phase and verdict and where every row is."""
+    if len(records) <= rows:
+        return list(records), []
+    ranked = sorted(records, key=lambda r: (r.verdict in QUIET_VERDICTS, -(shown_energy_j(r) or 0.0)))[:rows]
+    per_phase: Dict[str, List[float]] = {}
+    for record in records:
+        per_phase.setdefault(record.phase, []).append(record.energy_j or 0.0)
+    phases = ", ".join(f"{phase} {format_energy(sum(figures), unit)} ({len(figures)} tests)"
+                       for phase, figures in per_phase.items())
+    verdicts = ", ".join(f"{verdict} {count}" for verdict, count in Counter(r.verdict for r in records).most_common())
+    where = f"every test is in {json_path}" if json_path else "--energy-json=PATH writes every test"
+    return ranked, [f"({rows} of {len(records)} tests shown: failing ones, then the highest energies; {where})",
+                    f"totals per phase: {phases}", f"verdicts: {verdicts}"]
+
+
+def comparison_table(records: Iterable[Record], stored: StoredRun, fingerprint: Optional[str], unit: Optional[str]) -> Table:
+    """Each measured test's energy before (in ``stored``) and now, and the change; normalised energies
+    when ``stored`` was measured on other hardware."""
+    same = fingerprint == stored.fingerprint
+    key, what = ("energy_j", "energy") if same else ("energy_normalized_j", "normalised energy")
+    pairs = []
+    for record in records:
+        now = record.energy_j if same else record.extra.get("energy_normalized_j")
+        before = stored.tests.get(record.nodeid, {}).get(key)
+        if now is not None or before is not None:
+            pairs.append((record.nodeid, before, now))
+    figure_unit = common_energy_unit([figure for _, before, now in pairs for figure in (before, now)], unit)
+    rows = [[nodeid, "-" if before is None else format_energy(before, figure_unit),
+             "-" if now is None else format_energy(now, figure_unit),
+             f"{now / before - 1:+.1%}" if now is not None and before else "-"] for nodeid, before, now in pairs]
+    return Table([Column("test", shortenable=True, key=True), Column("before", numeric=True),
+                  Column("after", numeric=True), Column("change", numeric=True)], rows,
+                 f"{what} compared with {stored.path.name}" + ("" if same else " (other hardware)"))
+
+
 def _reused(record: Record) -> bool:
     """A baseline test skipped because its energy here was cached."""
     return record.measurement is None and (record.extra.get("baseline") or {}).get("source") == "cached"
 
 
-def _energy_j(record: Record) -> Optional[float]:
-    """The test's energy, or for a baseline reused from the cache, its cached energy."""
-    return record.extra["baseline"].get("energy_j") if _reused(record) else record.energy_j
+def _repeats(record: Record) -> int:
+    """How many measurements a baseline test's ``E_local`` is the mean of (0: not a baseline)."""
+    return len((record.extra.get("baseline") or {}).get("energies_j") or [])
 
 
-def _energy(record: Record, unit: Optional[str]) -> str:
-    figure = format_energy(_energy_j(record), unit)
-    return f"cached {figure}" if _reused(record) else figure
+def shown_energy_j(record: Record) -> Optional[float]:
+    """The test's energy; for a baseline reused from the cache or run several times, the ``E_local``
+    that normalises (the mean of its repeats), so the row and the normalisation line agree."""
+    return record.extra["baseline"].get("energy_j") if _reused(record) or _repeats(record) > 1 else record.energy_j
+
+
+def energy_cell(record: Record, unit: Optional[str]) -> str:
+    """The energy as every table shows it: a reused baseline's reads ``cached …``, never ``unmeasured``."""
+    figure = format_energy(shown_energy_j(record), unit)
+    if _reused(record):
+        return f"cached {figure}"
+    return f"{figure} (mean of {_repeats(record)})" if _repeats(record) > 1 else figure
+
+
+def meter_cell(record: Record) -> str:
+    return record.measurement.meter if record.measurement else ("cache" if _reused(record) else "none")
 
 
 def _verdict(record: Record) -> str:
