@@ -35,17 +35,19 @@ def own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True, scope="session")
 def meter_modules_loaded() -> None:
     """Import CodeCarbon once in this process, before any ``pytester`` snapshot of ``sys.modules``.
 
     In-process runs drop the modules they imported when their test ends; a CodeCarbon
-    imported afresh in a later test no longer detects the CPU (its figure goes missing).
+    imported afresh in a later test no longer detects the CPU (its figure goes missing), and
+    its NVML module imported while a test's fake ``pynvml`` is installed keeps that fake.
     """
     import importlib
 
     importlib.import_module("pytest_energy.measure.codecarbon")
     importlib.import_module("codecarbon.external.hardware")
+    importlib.import_module("codecarbon.core.gpu_nvidia")  # binds the real pynvml, never a test's fake
     for module in ("numpy", "pandas"):  # a tracker's start imports them; numpy cannot be imported twice
         importlib.import_module(module)
 
