@@ -22,6 +22,8 @@ def codecarbon_on_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Co
     monkeypatch.setattr(gpu_nvidia, "PYNVML_AVAILABLE", True)
     monkeypatch.setattr(gpu, "PYNVML_AVAILABLE", True)
     monkeypatch.setattr(gpu, "is_nvidia_system", lambda: True)
+    hardware_cache = pytest.importorskip("codecarbon.core.hardware_cache")
+    monkeypatch.setattr(hardware_cache, "_plans", {})  # its process-wide probe cache must not keep the fake GPUs
     monkeypatch.setenv("CODECARBON_LOG_LEVEL", "error")
     sources: List[CodecarbonSource] = []
     yield sources

@@ -18,6 +18,7 @@ from typing import List
 
 import pytest
 
+from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.organise.cli import main
 from test_cli_trend import make_report, reports, write  # noqa: F401  (reports: a fixture)
 
@@ -29,7 +30,7 @@ def run_in_pty(arguments: List[str], cwd: Path, columns: int, timeout_s: float =
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     environment = {key: value for key, value in os.environ.items()
-                   if key not in ("COLUMNS", "LINES") and not key.startswith(("PYTEST_", "GITHUB_"))}
+                   if key not in ("COLUMNS", "LINES") and (not key.startswith(("PYTEST_", "GITHUB_")) or key == STATE_DIR_ENV)}
     process = subprocess.Popen(arguments, cwd=cwd, stdin=terminal, stdout=terminal, stderr=terminal,
                                env={**environment, "CODECARBON_LOG_LEVEL": "error"}, start_new_session=True)
     os.close(terminal)
