@@ -19,7 +19,6 @@ The data files are the public results-page YAML files that ship with the package
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest

@@ -154,9 +154,17 @@ def test_fails():
     assert table.count("::test_") == 30
     run.result.stdout.fnmatch_lines([
         "(30 of 46 tests shown: failing ones, then the highest energies; every test is in energy.json)",
-        "totals per phase: test * (46 tests)",
+        "totals per phase: test * J (46 of 46 tests measured)",
         "verdicts: no-cap 46",
     ])
+
+
+def test_totals_of_a_large_unmeasured_suite_say_unmeasured_never_zero(pytester: pytest.Pytester, run_energy) -> None:
+    pytester.makepyfile("import pytest\n\n@pytest.mark.parametrize('n', range(40))\ndef test_many(n):\n    pass\n")
+    run = run_energy("--energy-all", "--energy-meter=none")
+    run.result.assert_outcomes(passed=40)
+    run.result.stdout.fnmatch_lines(["totals per phase: test unmeasured (0 of 40 tests measured)"])
+    assert "0 J" not in run.result.stdout.str()
 
 
 @pytest.mark.parametrize("cacheprovider", [(), ("-p", "no:cacheprovider")])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import pytest
 
@@ -89,8 +89,11 @@ def test_the_readme_two_point_variant_fits_a_line(pytester: pytest.Pytester) -> 
     assert normalization["rule"] == "two-point"
     assert [point["reference_j"] for point in normalization["points"]] == [20.0, 60.0]
     inference = by_name(report)["test_inference"]
-    assert inference["energy_normalized_j"] == pytest.approx(
-        normalization["a"] * inference["energy_j"] + normalization["b_j"])
+    on_the_line = normalization["a"] * inference["energy_j"] + normalization["b_j"]
+    if on_the_line > 0:
+        assert inference["energy_normalized_j"] == pytest.approx(on_the_line)
+    else:  # a test far smaller than both baselines falls below the line's zero: no figure, never a negative one
+        assert inference["energy_normalized_j"] is None
 
 
 def test_the_files_the_readme_commands_write_are_ignored_by_git() -> None:

@@ -9,7 +9,6 @@ does not depend on the machine's load.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS
 from ..account.record import Record
 from ..store.runs import StoredRun
 from ..units import common_energy_unit, format_count, format_energy
+from .json_report import phase_totals
 from .table import Column, Table
 
 COLUMNS = (
@@ -101,11 +102,8 @@ def condensed(records: Sequence[Record], json_path: Optional[str], unit: Optiona
     if len(records) <= rows:
         return list(records), []
     ranked = sorted(records, key=lambda r: (r.verdict in QUIET_VERDICTS, -(shown_energy_j(r) or 0.0)))[:rows]
-    per_phase: Dict[str, List[float]] = {}
-    for record in records:
-        per_phase.setdefault(record.phase, []).append(record.energy_j or 0.0)
-    phases = ", ".join(f"{phase} {format_energy(sum(figures), unit)} ({len(figures)} tests)"
-                       for phase, figures in per_phase.items())
+    phases = ", ".join(f"{phase} {format_energy(total['energy_j'], unit)} ({total['measured']} of {total['tests']} tests "
+                       "measured)" for phase, total in phase_totals(records).items())  # unmeasured, never 0 J
     verdicts = ", ".join(f"{verdict} {count}" for verdict, count in Counter(r.verdict for r in records).most_common())
     where = f"every test is in {json_path}" if json_path else "--energy-json=PATH writes every test"
     return ranked, [f"({rows} of {len(records)} tests shown: failing ones, then the highest energies; {where})",
