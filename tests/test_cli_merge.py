@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 import jsonschema
 import pytest
 
+from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.organise.cli import main
 from pytest_energy.store.schemas import REPORT_SCHEMA, check
 
@@ -53,7 +54,8 @@ JOBS = {"a": ("test_a1", "test_a2"), "b": ("test_b1", "test_b2_unmeasured"), "ov
 
 
 def _environment(temp: Path) -> Dict[str, str]:
-    kept = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "GITHUB_"))}
+    kept = {key: value for key, value in os.environ.items()
+            if not key.startswith(("PYTEST_", "GITHUB_")) or key == STATE_DIR_ENV}  # the suite's own machine state
     return {**kept, "CODECARBON_LOG_LEVEL": "error", "TMPDIR": str(temp),
             "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
 
@@ -152,6 +154,21 @@ def test_the_session_cap_is_checked_over_all_shards(shard_files: Dict[str, Path]
     assert read(tmp_path / "all.json")["session"]["session_cap"]["cap_j"] == pytest.approx(between)
     assert run_merge(capsys, shard_files["a"], shard_files["b"], "-o", tmp_path / "all.json",
                      f"--session-cap={total * 2}J")[0] == 0
+
+
+def test_a_test_that_ran_without_a_figure_leaves_the_session_cap_over_the_shards_unenforced(
+    shard_files: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No figure is not 0 J: the shards' sum is then only a lower bound, so the cap cannot pass."""
+    def lose_a_figure(document: Dict[str, Any]) -> None:
+        document["tests"][0]["energy_j"] = None
+        document["session"].pop("session_cap", None)  # the shard itself recorded no cap: the merge's alone decides
+
+    spoiled = edited(shard_files["a"], tmp_path / "a.json", lose_a_figure)
+    status, _, err = run_merge(capsys, spoiled, shard_files["b"], "-o", tmp_path / "all.json", "--session-cap=1MJ")
+    assert status == 1 and "cannot be enforced" in err, err
+    outcome = read(tmp_path / "all.json")["session"]["session_cap"]
+    assert (outcome["verdict"], outcome["unmeasured_by"]) == ("unmeasured", read(spoiled)["tests"][0]["nodeid"])
 
 
 def test_the_session_cap_the_shards_recorded_applies_and_must_agree(shard_files: Dict[str, Path], tmp_path: Path,

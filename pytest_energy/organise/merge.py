@@ -159,18 +159,20 @@ def merge(inputs: Sequence[Tuple[str, Mapping[str, Any]]], session_cap_j: Option
             merged.failures.append(f"shard {index} ({shard['source']}): {len(failed)} test(s) failed their energy "
                                    f"limits: {', '.join(failed[:SHOWN_FAILURES])}{more}")
     if cap_j is not None:
-        document["session"]["session_cap"] = _session_cap_over_shards(cap_j, merged.energy_j, shards, merged.failures)
+        document["session"]["session_cap"] = _session_cap_over_shards(cap_j, merged.energy_j, shards, tests,
+                                                                      merged.failures)
     return merged
 
 
 def _session_cap_over_shards(cap_j: float, total_j: Optional[float], shards: Sequence[Mapping[str, Any]],
-                             failures: List[str]) -> Dict[str, Any]:
+                             tests: Sequence[Mapping[str, Any]], failures: List[str]) -> Dict[str, Any]:
     """The session cap's one verdict over all shards (adds to ``failures`` when it fails): reached by their sum,
-    or unknown when a shard did not measure a test fully."""
-    unmeasured_by = next((outcome["unmeasured_by"] for outcome in (shard["session"].get("session_cap") or {}
-                                                                   for shard in shards) if outcome.get("unmeasured_by")),
-                         None)
-    spent_j = total_j or 0.0
+    or unknown when a test that ran has no figure or a shard did not measure a test fully."""
+    unmeasured = [test["nodeid"] for test in tests if test["energy_j"] is None and test.get("outcome") != "skipped"]
+    unmeasured += [outcome["unmeasured_by"] for outcome in (shard["session"].get("session_cap") or {} for shard in shards)
+                   if outcome.get("unmeasured_by")]
+    unmeasured_by = unmeasured[0] if unmeasured else None
+    spent_j = total_j or 0.0  # what the measured tests spent; with a test unmeasured, only a lower bound
     reached = spent_j > cap_j
     if reached:
         failures.append(f"the shards together spent {format_energy(spent_j)}, over the session cap {format_energy(cap_j)}")
