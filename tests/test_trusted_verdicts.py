@@ -183,6 +183,18 @@ def test_a_session_cap_does_not_pass_a_test_without_a_whole_figure(measurement: 
     assert failure.message.startswith("cannot enforce session cap 30.0 J: ")
 
 
+def test_a_session_cap_counts_every_repeat_and_does_not_pass_one_that_lost_a_device() -> None:
+    """The session spent every repeat: their sum is compared, and a device lost in an earlier repeat makes it a lower bound."""
+    figures = Figures(NODEID, one_reading(10.0), session_left_j=25.0, repeats=3, repeats_j=(10.0, 10.0, 10.0))
+    [over] = check(figures, Limits(session_cap_j=100.0))
+    assert (over.limit, over.verdict) == ("session cap", "over-cap") and "30.0 J" in over.message
+    lost = Figures(NODEID, one_reading(10.0), session_left_j=100.0, repeats=2, repeats_j=(10.0, 10.0),
+                   repeats_lost=("gpu0 stopped reporting in repeat 1",))
+    [failure] = check(lost, Limits(session_cap_j=100.0))
+    assert (failure.limit, failure.verdict) == ("session cap", "lower-bound")
+    assert "gpu0 stopped reporting in repeat 1" in failure.message
+
+
 def test_a_cap_does_not_pass_a_nan_reading() -> None:
     """Before, NaN > cap was False: a NaN figure passed every cap."""
     [failure] = check(Figures(NODEID, one_reading(math.nan), cap_j=5.0), Limits())

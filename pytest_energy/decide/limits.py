@@ -118,8 +118,7 @@ def energy_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
         why = normalization.why_not_normalized(total)  # type: ignore[union-attr]
         return CapFailure(f"cannot enforce cap {format_energy(cap_j, unit)}: {why}", "unmeasured")
     what += f" ({which})" if which else ""
-    caveat = [normalization.caveat] if normalization and normalization.caveat else []
-    lost = "; ".join(dict.fromkeys([*lower_bound_reasons(measurement), *figures.repeats_lost, *caveat]))
+    lost = "; ".join(doubts(figures, normalization))
     details = ("" if normalization is None else f"raw {format_energy(total, unit)}: ") + split(measurement, unit)
     figure, cap = format_energies_apart(compared, cap_j, unit)
     if compared > cap_j:
@@ -160,10 +159,10 @@ def per_unit_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     if per_unit > cap_j:
         return CapFailure(f"energy per {unit} {format_energy(per_unit, limits.unit)} ({format_energy(energy_j, limits.unit)} "
                           f"over {work['amount']:g} {unit}s) exceeds cap {shown_cap}", limit="cap per unit")
-    lost = [*lower_bound_reasons(figures.measurement), *figures.repeats_lost]  # type: ignore[arg-type]
+    lost = doubts(figures)
     if lost:
         return CapFailure(f"cannot enforce cap {shown_cap}: energy per {unit} {format_energy(per_unit, limits.unit)} is "
-                          f"only a lower bound because {'; '.join(dict.fromkeys(lost))}", "lower-bound", "cap per unit")
+                          f"only a lower bound because {'; '.join(lost)}", "lower-bound", "cap per unit")
     return None
 
 
@@ -181,7 +180,7 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
         why = unmeasured_reason(measurement) if total is None else "what was left of it is unknown"
         return CapFailure(f"cannot enforce session cap {cap}: {why}", "unmeasured", "session cap")
     figure, left = format_energies_apart(total, left_j, unit)
-    lost = "; ".join(lower_bound_reasons(measurement))  # type: ignore[arg-type]
+    lost = "; ".join(doubts(figures))  # an earlier repeat lost counts too: the session spent it
     if total <= left_j:
         if not lost:
             return None
@@ -283,9 +282,7 @@ def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
             "regression",
             "regression",
         )
-    normalization = figures.normalization if compared.kind == "normalised energy" else None
-    lost = [*(lower_bound_reasons(figures.measurement) if figures.measurement is not None else []),
-            *figures.repeats_lost, *([normalization.caveat] if normalization and normalization.caveat else []),
+    lost = [*doubts(figures, figures.normalization if compared.kind == "normalised energy" else None),
             *(f"repeat {index} of {len(figures.repeats_j)} was not measured"
               for index, energy in enumerate(figures.repeats_j, 1) if energy is None)]
     if lost:
@@ -406,6 +403,16 @@ def lower_bound_reasons(measurement: Measurement) -> List[str]:
             reasons.append(why if why.startswith(reading.device) else f"{reading.device} {why}")
         elif reading.partial:
             reasons.append(reading.partial)
+    return list(dict.fromkeys(reasons))
+
+
+def doubts(figures: Figures, normalization: Optional[Normalization] = None) -> List[str]:
+    """Why the test's figure is only a lower bound: devices lost in its window or in an earlier repeat,
+    and the caveat of the normalisation it is compared through."""
+    measurement = figures.measurement
+    reasons = [*(lower_bound_reasons(measurement) if measurement is not None else []), *figures.repeats_lost]
+    if normalization is not None and normalization.caveat:
+        reasons.append(normalization.caveat)
     return list(dict.fromkeys(reasons))
 
 
