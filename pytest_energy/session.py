@@ -1,26 +1,22 @@
 """``EnergySession``: a session's measurements and what is decided and reported about them, without pytest.
 
 Each measured test goes one way: its spec (marker and settings, a ``TestState``) ->
-``start_test``/``stop_test`` (a ``Measurement`` from a window on the meter, watched
-live against its limits) -> ``finish_test`` (accounting, the limits' verdict, a
-``Record``). The controller collects the records (``receive`` under xdist), accounts
-them once (normalised energies, EW scores) and writes the reports. ``session_plugin.py``
-only translates pytest's hooks into these calls, as pytest-benchmark's plugin does for
-its ``BenchmarkSession``.
+``start_test``/``stop_test`` (a ``Measurement`` from a window on the meter, combined over
+the session's other processes by its ``peers``, watched live against its limits) ->
+``finish_test`` (accounting, the limits' verdict, a ``Record``). Every record then goes
+to the process that collects them (``payload``/``receive``), whose ``SessionReports``
+accounts and writes them. ``session_plugin.py`` only translates pytest's hooks into these
+calls, as pytest-benchmark's plugin does for its ``BenchmarkSession``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .account.baseline_cache import BaselineCacheError
-from .account.ew import account
 from .account.normalize import Normalization
 from .account.record import Record, repeated_energy_j
 from .account.repeats import account_work_and_emissions, repeats_entry
@@ -34,18 +30,12 @@ from .measure.base import Measurement
 from .measure.children import child_pids, still_running, terminate
 from .measure.interrupts import signals_deferred
 from .measure.meter import OTHER_GPU_PROCESSES, OTHER_GPU_PROCESSES_NOTICE, Meter
-from .measure.overlap import Activity, ActivityMark, SharedTotal, claim_machine, overlap_warning
-from .measure.rank_exchange import ExchangeUnavailable, RankExchange
+from .measure.overlap import Activity, ActivityMark, claim_machine
 from .measure.ranks import LaunchError, detect
 from .measure.watchdog import MainThreadStopper, Watchdog
-from .report import github
-from .report.ci_formats import benchmark_entries, openmetrics_text
-from .report.gate import comparison_lines, emissions_lines
-from .report.json_report import Checkpoints, ReportWriter, build_document
-from .report.junit import add_accounted_properties
-from .report.terminal import accounting_lines, caveats, comparison_table, condensed, summary_table
-from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target, write_text_atomically
-from .store.runs import RunStore, RunStoreError, StoredRun, commit_info
+from .peers import peers_for, shared_total_file
+from .reports import SessionReports
+from .store.runs import RunStore, RunStoreError, StoredRun
 from .units import format_energy
 
 Location = Tuple[str, int]  # a test's file and 1-based line
@@ -68,19 +58,17 @@ def spent_j(state: TestState) -> Optional[float]:
 
 
 class EnergySession:
-    """One session's meter, records, baseline, limits and reports.
+    """One session's meter, baseline and limits, and the records it makes (written by its ``reports``).
 
     ``worker_id`` is set on an xdist worker, which measures and sends its records to the
     controller; ``session_total`` is then the file where workers count the session's energy.
+    A torchrun or srun launch is read from the environment: its ranks are then the ``peers``.
     """
 
     def __init__(self, settings: Settings, rootpath: Path, invocation_dir: Path, worker_id: Optional[str] = None,
                  session_total: Optional[str] = None):
         self.settings = settings
         self.rootpath = rootpath
-        self._invocation_dir = invocation_dir
-        self.worker_id = worker_id
-        self.records: List[Record] = []
         self.environment: Dict[str, Any] = {}
         self.notices: Dict[str, None] = {}  # ordered and without repeats
         self._unsent_notices: List[str] = []  # on a worker: not yet sent to the controller
@@ -94,41 +82,22 @@ class EnergySession:
         self._activity = Activity()
         self._activity_failed = False  # the activity file was unusable once: not used again
         self._baseline_marks: Dict[str, Optional[ActivityMark]] = {}
-        self._session_total = SharedTotal(Path(session_total)) if session_total else None
-        self._session_total_sent_j = 0.0  # how much of this worker's energy is in the shared total
+        self._workers_total: Optional[str] = None  # on the xdist controller: the workers' shared total
         self.baseline = BaselinePlan(settings)
         self.normalization: Optional[Normalization] = None
-        self._baseline_json: List[Dict[str, Any]] = []  # on the controller: the targets as a worker last saw them
-        self._accounted: Tuple[Optional[Normalization], List[Record]] = (None, [])  # see accounted_records
-        self._json_error: Optional[str] = None  # why the last write of the JSON report failed
-        self._json_tests: Optional[int] = None  # how many tests the report file holds, once one write succeeded
-        self._finished = False  # the final report is being written: it says "complete": true
-        self._store_error: Optional[str] = None  # why --energy-autosave could not store this run
-        self._report: Optional[ReportWriter] = None
-        self._report_lock: Any = None
-        self._checkpoints: Optional[Checkpoints] = None
-        self.saved_run: Optional[Path] = None
         try:
-            self.launch = detect()  # a torchrun or srun launch: the ranks combine each test's figure
+            launch = detect()  # a torchrun or srun launch: the ranks combine each test's figure
         except LaunchError as exc:
             raise ConfigError(f"cannot tell this process's rank: {exc}") from None
-        self._ranks: Optional[RankExchange] = None
-        if settings.json and worker_id is None and self.writes_reports:
-            path = Path(invocation_dir, settings.json)
-            try:
-                regular_file_target(path)
-            except NotARegularFileError as exc:
-                raise ConfigError(f"--energy-json: {exc}") from None
-            self._report = ReportWriter(path)
-            self._checkpoints = Checkpoints(self.write_json)
+        self.peers = peers_for(launch, worker_id, session_total, self.notice)
         self._stored_run: Optional[StoredRun] = None
         self._floors: Optional[Dict[str, NoiseFloor]] = None
-        self._compare_note = ""
+        self.compare_note = ""  # why nothing was compared, where a comparison was asked for
         self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
         gated = settings.compare_fail is not None or settings.macs_compare_fail is not None
         compare = settings.compare or ("latest" if gated else None)
         if compare == "latest" and not self.run_store().has_runs():
-            self._compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
+            self.compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
         elif compare == "latest":
             self._compare_latest = True
         elif compare is not None:
@@ -136,25 +105,11 @@ class EnergySession:
                 self._stored_run = StoredRun.from_document(*self.run_store().load(compare))
             except RunStoreError as exc:
                 raise ConfigError(str(exc)) from None
-        if self._report is not None:  # last: a usage error above leaves no lock held
-            try:
-                self._report_lock = claim_report(self._report.path)
-            except ReportInUseError as exc:
-                raise ConfigError(f"--energy-json: {exc}; give each session its own report path") from None
+        self.reports = SessionReports(self, invocation_dir)  # last: a usage error above leaves no report lock held
 
     @property
     def is_worker(self) -> bool:
-        return self.worker_id is not None
-
-    @property
-    def launch_rank(self) -> Optional[int]:
-        """This process's global rank in a distributed launch; None outside one."""
-        return None if self.launch is None else self.launch.rank
-
-    @property
-    def writes_reports(self) -> bool:
-        """Whether this process writes the reports: not an xdist worker, and global rank 0 of a launch."""
-        return not self.is_worker and (self.launch is None or self.launch.rank == 0)
+        return self.peers.worker_id is not None
 
     def notice(self, message: str) -> None:
         """Something that makes the figures incomplete, shown once in the energy summary.
@@ -178,7 +133,7 @@ class EnergySession:
             try:
                 path, document, skipped = self.run_store().latest(fingerprint)
             except RunStoreError as exc:
-                self._compare_note = f"{exc}: nothing compared this time"
+                self.compare_note = f"{exc}: nothing compared this time"
             else:
                 self._stored_run = StoredRun.from_document(path, document)
                 for message in skipped:
@@ -206,12 +161,9 @@ class EnergySession:
             from .measure.meter import open_meter
 
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
-            if self.launch is not None and self._meter.available:
-                try:
-                    self._ranks = RankExchange(self.launch)
-                except ExchangeUnavailable as exc:
-                    self.notice(f"{exc}: this rank's figures count every device it sees")
-            if not self.is_worker and self._meter.available and (self.launch is None or self.launch.counts_node_wide()):
+            if self._meter.available:
+                self.peers.open(self.notice)
+            if self.peers.holds_machine and self._meter.available:
                 self._machine_lock, overlap = claim_machine()
                 if overlap:
                     self._machine_shared = True
@@ -281,8 +233,8 @@ class EnergySession:
         if state.warmup:
             self._cool_down(state)
         figures, lost = [], []
-        for _ in range(state.repeats - 1):
-            measurement = self._measure_window(run)
+        for repeat in range(1, state.repeats):
+            measurement = self._measure_window(f"{nodeid} repeat {repeat}", run)
             figures.append(measurement.total_j)
             lost += lower_bound_reasons(measurement)
             self._cool_down(state)
@@ -301,10 +253,11 @@ class EnergySession:
         if self.baseline.target_for(nodeid) is None:
             return
         self._baseline_marks[nodeid] = self._activity_call(self._activity.mark)
-        state.extra["repeats_j"] = [self._measure_window(run).total_j for _ in range(self.settings.baseline_repeats - 1)]
+        state.extra["repeats_j"] = [self._measure_window(f"{nodeid} repeat {repeat}", run).total_j
+                                    for repeat in range(1, self.settings.baseline_repeats)]
 
-    def _measure_window(self, run: Callable[[], None]) -> Measurement:
-        """``run()`` in a window of its own."""
+    def _measure_window(self, key: str, run: Callable[[], None]) -> Measurement:
+        """``run()`` in a window of its own, named ``key`` among the session's processes."""
         activity = self._register_window()
         window = self.meter().window()
         try:
@@ -312,7 +265,7 @@ class EnergySession:
         finally:
             measurement = window.stop()
             self._unregister_window(activity)
-        return measurement
+        return self.peers.combine(key, measurement)
 
     def start_test(self, nodeid: str, location: Location, state: TestState) -> None:
         """Open the test's window and, when it has a limit to enforce live, its watchdog."""
@@ -342,9 +295,9 @@ class EnergySession:
             self._unregister_window(state.activity)
         if state.measurement is not None and any(note.startswith(OTHER_GPU_PROCESSES) for note in state.measurement.notes):
             self.notice(OTHER_GPU_PROCESSES_NOTICE)
-        if self._ranks is not None and self._running is not None:  # every rank decides on the ranks' figure
-            state.measurement = self._ranks.combine(self._running[0], state.measurement)
         nodeid = self._running[0] if self._running else "a measured test"
+        if self._running is not None:  # e.g. every rank decides on the ranks' figure
+            state.measurement = self.peers.combine(nodeid, state.measurement)
         if state.watchdog is not None and not self._stopper.intact():
             self.notice(f"{nodeid} replaced the SIGUSR1 handler that stops a test over its cap: it is installed again "
                         "before each measured test; a test that replaces it cannot be stopped early")
@@ -389,13 +342,14 @@ class EnergySession:
                 del state.extra["stopped_early"]
                 state.extra["not_stopped"] = why_not
 
-        window = state.window if self._ranks is None else self._ranks.live(nodeid, state.window)  # type: ignore[arg-type]
-        shared = self._session_total is not None and self.settings.session_cap_j is not None
+        window = self.peers.live(nodeid, state.window)  # type: ignore[arg-type]
+        shared = self.settings.session_cap_j is not None
         return Watchdog(window, limit_j, self.settings.check_interval_s, stop,  # type: ignore[arg-type]
                         self._session_crossed(state) if shared else None).start()
 
     def _session_crossed(self, state: TestState) -> Callable[[Measurement], bool]:
-        """For the watchdog under xdist: publish the test's running energy; whether the session's total crossed its cap.
+        """For the watchdog: publish the test's running energy; whether the session's total over its processes
+        (the xdist workers) crossed the cap.
 
         A crossing seen there (another worker's tests spent the rest) leaves this test what was
         left of the cap before it: its energy so far is over that, so it stops and fails.
@@ -439,7 +393,7 @@ class EnergySession:
         Of a distributed launch's ranks on one node, only local rank 0 lists its windows (they
         open and close together), so the launch's own ranks do not contend with its baseline.
         """
-        if not self.meter().available or (self.launch is not None and not self.launch.counts_node_wide()):
+        if not self.meter().available or not self.peers.lists_windows:
             return None
         return self._activity_call(self._activity.open_window)
 
@@ -453,37 +407,20 @@ class EnergySession:
         return self._own_energy_j if total_j is None else total_j
 
     def _publish(self, running_j: float) -> Optional[float]:
-        """Put this process's energy, with ``running_j`` of a test still running, in the shared total; the total.
-
-        None where there is no shared total (no xdist, no session cap) or it became unusable.
-        """
-        if self._session_total is None:
-            return None
-        spent_j = self._own_energy_j + running_j
-        try:
-            total_j = self._session_total.add(spent_j - self._session_total_sent_j)
-        except OSError as exc:
-            self.notice(f"cannot share the session cap between xdist workers ({self._session_total.path}: {exc}); "
-                        "each worker counts its own energy from here on")
-            self._session_total = None
-            return None
-        self._session_total_sent_j = spent_j
-        return total_j
+        """This process's energy, with ``running_j`` of a test still running, into the session's total over its
+        processes; that total, or None where only this process's energy is known."""
+        return self.peers.publish(self._own_energy_j + running_j)
 
     def share_energy(self) -> None:
         """On a worker: add its energy to the session's total as soon as a test ends, for the other workers."""
-        if self._session_total is not None and self.is_worker:
+        if self.is_worker:
             self.session_energy_j()
 
     def shared_total_for_workers(self, add_cleanup: Callable[[Callable[[], None]], None]) -> Optional[str]:
         """On the xdist controller: the file in which the workers count the session's energy together."""
-        if self.settings.session_cap_j is None:
-            return None
-        if self._session_total is None:
-            directory = tempfile.mkdtemp(prefix="pytest-energy-session-")
-            add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
-            self._session_total = SharedTotal(Path(directory, "session-energy.json"))
-        return str(self._session_total.path)
+        if self.settings.session_cap_j is not None and self._workers_total is None:
+            self._workers_total = shared_total_file(add_cleanup)
+        return self._workers_total
 
     # -- deciding ----------------------------------------------------------------------------
     def _figures(self, nodeid: str, state: TestState, measurement: Optional[Measurement]) -> Figures:
@@ -611,7 +548,7 @@ class EnergySession:
                 failures: Sequence[CapFailure]) -> Record:
         extra = dict(state.extra)
         if self.is_worker:
-            extra["worker"] = self.worker_id
+            extra["worker"] = self.peers.worker_id
         return Record(
             nodeid=nodeid,
             phase=state.phase,
@@ -640,7 +577,7 @@ class EnergySession:
                 try:
                     spread = self.baseline.measured(nodeid, energies, self.environment["hardware"],
                                                     state.measurement.meter,  # type: ignore[union-attr]
-                                                    cache=not contention and self.launch_rank in (None, 0))
+                                                    cache=not contention and self._caches_baseline())
                 except (BaselineCacheError, OSError, ValueError) as exc:  # ValueError: an implausible energy
                     self.notice(f"cannot cache the baseline: {exc}")
                     spread = None
@@ -653,6 +590,11 @@ class EnergySession:
                     self.notice(spread)
                 self._normalize()
         state.extra["baseline"] = target.to_json()
+
+    def _caches_baseline(self) -> bool:
+        """Whether this process may cache the baseline it measured: of a launch's ranks, global rank 0 alone."""
+        launch = self.peers.launch
+        return launch is None or launch.rank == 0
 
     def _normalize(self) -> None:
         """The session's normalisation from its baseline, once known; a refused fit is said once."""
@@ -697,276 +639,44 @@ class EnergySession:
             return
         for message in payload.get("notices", ()):
             self.notice(message)
-        if "record" not in payload:
-            return
-        self.records.append(Record.from_json(payload["record"]))
-        self.environment = self.environment or dict(payload.get("environment") or {})
-        self._baseline_json = self._merged_baseline(payload.get("baseline") or self._baseline_json)
-        if self._checkpoints is not None:
-            self._checkpoints.changed()
+        if "record" in payload:
+            self.environment = self.environment or dict(payload.get("environment") or {})
+            self.reports.receive(payload)
 
     def worker_crashed(self, nodeid: str, location: Location, message: str) -> None:
         """On the controller: a test whose xdist worker died while running it is in the report, an error."""
-        if self.is_worker or any(record.nodeid == nodeid for record in self.records):
+        if self.is_worker or any(record.nodeid == nodeid for record in self.reports.records):
             return
         state = self.test_state(None, False)
-        self.records.append(self._record(nodeid, location, state, "error", "unmeasured",
-                                         [CapFailure(f"{message}: not measured", "unmeasured", "crash")]))
-        if self._checkpoints is not None:
-            self._checkpoints.changed()
-
-    def _merged_baseline(self, targets: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """The baseline targets a worker reports, keeping a target's energy that another worker measured."""
-        known = {target.get("nodeid"): target for target in self._baseline_json if target.get("energy_j") is not None}
-        return [target if target.get("energy_j") is not None else known.get(target.get("nodeid"), target)
-                for target in targets]
+        self.reports.add(self._record(nodeid, location, state, "error", "unmeasured",
+                                      [CapFailure(f"{message}: not measured", "unmeasured", "crash")]))
 
     # -- the session's end -------------------------------------------------------------------
     def finish(self) -> None:
-        """Record a test interrupted in its call phase; on the controller write the JSON report and store the run.
+        """Record a test interrupted in its call phase; where the records are collected, write the reports.
 
         Ctrl-C or SIGTERM arriving meanwhile takes effect once the reports are written.
         """
         with signals_deferred():
-            self._finish()
-
-    def _finish(self) -> None:
-        if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
-            nodeid, location, state = self._running
-            if state.measurement is None and state.window is not None:
-                state.measurement = state.window.stop()
-            failures = check(self._figures(nodeid, state, state.measurement), self.limits())
-            self.records.append(self._record(nodeid, location, state, "interrupted", verdict_of(failures, state.cap_j),
-                                             failures))
-            self._running = None
-        if self.is_worker:
-            return
-        overlap = overlap_warning(str(record.extra["worker"]) for record in self.records
-                                  if "worker" in record.extra and record.energy_j is not None)
-        if overlap:
-            self.notice(overlap)
-        if self._checkpoints is not None:
-            self._checkpoints.close()
-        self._finished = True
-        self.write_json()
-        if self.writes_reports:
-            self._write_ci_formats()
-        if self.settings.autosave and self.records and self.writes_reports:
-            try:
-                self.saved_run = self.run_store().save(self.document(), commit_info(self.rootpath))
-            except OSError as exc:
-                self._store_error = f"cannot store this run under {self.settings.storage}: {exc}"
-                self.notice(self._store_error)
-
-    def _write_ci_formats(self) -> None:
-        """github-action-benchmark's JSON and the OpenMetrics report, where asked for; a notice if one cannot be written."""
-        for option, path, render in (
-            ("--energy-benchmark-json", self.settings.benchmark_json,
-             lambda records: json.dumps(benchmark_entries(records), indent=2) + "\n"),
-            ("--energy-openmetrics", self.settings.openmetrics, openmetrics_text),
-        ):
-            if path:
-                try:
-                    write_text_atomically(Path(self._invocation_dir, path), render(self.accounted_records()))
-                except OSError as exc:  # a directory or device at the path, an unwritable directory
-                    self.notice(f"cannot write {option}={path}: {exc}")
+            if self._running is not None:  # interrupted (Ctrl-C) inside a measured test
+                nodeid, location, state = self._running
+                if state.measurement is None and state.window is not None:
+                    state.measurement = state.window.stop()
+                failures = check(self._figures(nodeid, state, state.measurement), self.limits())
+                self.reports.add(self._record(nodeid, location, state, "interrupted",
+                                              verdict_of(failures, state.cap_j), failures))
+                self._running = None
+            self.reports.finish()
 
     def flush(self) -> None:
         """Write what is pending now (Ctrl-C, an internal error): the session may not get to its end."""
-        if self._checkpoints is not None:
-            with signals_deferred():
-                self._checkpoints.flush()
+        self.reports.flush()
 
     def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.close()
-        if self._report_lock is not None:
-            self._report_lock.release()
+        self.reports.close()
         self._stopper.uninstall()
         if self._machine_lock is not None:
             self._machine_lock.release()
         if self._meter is not None:
             self._meter.close()
-        if self._ranks is not None:
-            self._ranks.close()
-
-    # -- accounting and reports (controller) -------------------------------------------------
-    def session_normalization(self) -> Optional[Normalization]:
-        """The normalisation for the reports, from the targets the tests' reports carried."""
-        if self.normalization is not None or not self.baseline.active:
-            return self.normalization
-        points = [(t["energy_j"], t["reference_j"]) for t in self._baseline_json if t.get("energy_j") and t.get("reference_j")]
-        if not points or len(points) != len(self._baseline_json):
-            return None
-        try:  # points that give no fit were refused where they were measured
-            return Normalization.from_points(tuple(points))
-        except ValueError:
-            return None
-
-    def accounted_records(self) -> List[Record]:
-        """The records with the session's accounting (normalised energies, EW scores).
-
-        Without scores, a record's accounting depends only on itself and the normalisation,
-        so while that stays the same the records accounted before are kept: a report
-        checkpoint accounts only the tests that finished since the last one.
-        """
-        normalization = self.session_normalization()
-        records = list(self.records)  # a snapshot: the report thread reads while tests append
-        kept_for, accounted = self._accounted
-        if normalization != kept_for or any(record.scores for record in records):
-            accounted = []
-        accounted = accounted + account(records[len(accounted):], normalization, self.settings.reference,
-                                        baseline_off=self.settings.baseline_mode == "off")
-        self._accounted = (normalization, accounted)
-        return accounted
-
-    def session_cap_outcome(self) -> Optional[Dict[str, Any]]:
-        """The session cap's one verdict, from every test's record (on the controller): what was spent, whether
-        and by which test the cap was reached (in the order the tests finished), or which test was not measured
-        fully, so that what was spent is unknown ("unmeasured")."""
-        cap_j = self.settings.session_cap_j
-        if cap_j is None or self.is_worker:
-            return None
-        spent_j, reached_by, unmeasured_by = 0.0, None, None
-        for record in self.records:
-            if record.measurement is None:  # it never reached its call phase
-                continue
-            if unmeasured_by is None and (record.energy_j is None or lower_bound_reasons(record.measurement)):
-                unmeasured_by = record.nodeid
-            spent_j += record.energy_j or 0.0
-            if reached_by is None and spent_j >= cap_j:
-                reached_by = record.nodeid
-        verdict = "over-cap" if reached_by else "unmeasured" if unmeasured_by else "pass"
-        return {"cap_j": cap_j, "spent_j": spent_j, "reached": reached_by is not None, "reached_by": reached_by,
-                "unmeasured_by": unmeasured_by, "verdict": verdict}
-
-    def session_cap_fails_run(self) -> bool:
-        """Whether the session cap makes the run fail: reached, or not enforceable (a test not measured fully)."""
-        outcome = self.session_cap_outcome()
-        return outcome is not None and outcome["verdict"] != "pass" and self.settings.cap_mode == "fail"
-
-    def _session_cap_line(self) -> Optional[str]:
-        outcome = self.session_cap_outcome()
-        if outcome is None or outcome["verdict"] == "pass":
-            return None
-        unit = self.settings.unit
-        cap, spent = format_energy(outcome["cap_j"], unit), format_energy(outcome["spent_j"], unit)
-        if outcome["verdict"] == "over-cap":
-            line = f"energy session cap {cap} reached by {outcome['reached_by']} ({spent} spent)"
-        else:
-            line = (f"energy session cap {cap} cannot be enforced: {outcome['unmeasured_by']} was not measured fully, "
-                    f"so the session spent more than the {spent} counted")
-        return line + (": the run fails" if self.settings.cap_mode == "fail" else " (warn mode: the run does not fail)")
-
-    def document(self) -> Dict[str, Any]:
-        return build_document(*self._document_parts())
-
-    def _document_parts(self) -> Tuple[List[Record], Dict[str, Any], Mapping[str, Any], Dict[str, Any], Dict[str, Any]]:
-        """What ``build_document`` takes: the accounted records, environment, metadata, session and the rest."""
-        session: Dict[str, Any] = {"meter": self.settings.meter, "caps_j": dict(self.settings.caps),
-                                   "cap_mode": self.settings.cap_mode, "normalized_caps": self.settings.normalized}
-        stored = self.stored_run()
-        if stored is not None:
-            session["compared_with"] = str(stored.path)
-        session_cap = self.session_cap_outcome()
-        if session_cap is not None:
-            session["session_cap"] = session_cap  # pytest-energy merge checks its cap over all shards
-        if self.launch is not None:
-            session.update(ranks=self.launch.world_size, nodes=self.launch.nodes, launcher=self.launch.launcher)
-        normalization = self.session_normalization()
-        extra = {
-            "normalization": normalization.to_json() if normalization else None,
-            "baseline": self._baseline_json or [target.to_json() for target in self.baseline.targets],
-            "reference": self.settings.reference.to_json(),
-            "notices": list(self.notices),
-            "complete": self._finished,
-        }
-        return self.accounted_records(), self.environment or self._unmeasured_environment(), self.settings.metadata, \
-            session, extra
-
-    def _unmeasured_environment(self) -> Dict[str, Any]:
-        """The environment of a report whose tests never opened the meter (all skipped at setup, or crashed)."""
-        from .measure.machine import environment
-
-        return environment({"sources": {}})
-
-    def write_json(self) -> None:
-        """Write the JSON report now: a checkpoint (from ``Checkpoints``) or the final report.
-
-        A write that fails (a full disk, a read-only file system, a value JSON cannot hold) is
-        tried again by the next checkpoint; ``report_failure`` says whether the last one failed.
-        """
-        if self._report is None:
-            return
-        parts = self._document_parts()
-        try:
-            with signals_deferred():  # Ctrl-C or SIGTERM now takes effect once the file is complete
-                self._report.write(*parts)
-        except (OSError, TypeError, ValueError) as exc:
-            self._json_error = str(exc)
-        else:
-            self._json_error, self._json_tests = None, len(parts[0])
-
-    def files_not_written(self) -> bool:
-        """Whether a file the user asked for (the JSON report, the stored run) is not complete on disk."""
-        return self.report_failure() is not None or self._store_error is not None
-
-    def report_failure(self) -> Optional[str]:
-        """Why the JSON report the user asked for is not complete on disk; None when it is (or none was asked for)."""
-        if self._report is None or self._json_error is None:
-            return None
-        held = ("nothing of this session was written there" if self._json_tests is None else
-                f"it holds the last checkpoint, {self._json_tests} of {len(self.records)} tests, marked \"complete\": false")
-        return f"cannot write the energy JSON report to {self.settings.json}: {self._json_error}; {held}"
-
-    def add_to_junit(self, path: Path, shown_as: str, prefix: Optional[str]) -> None:
-        """Normalised energies and EW scores into the ``--junitxml`` file, from the records the JSON report accounts.
-
-        Under xdist a test's EW can depend on a test another worker ran, or one that ran later:
-        only the controller, at the end, has every record.
-        """
-        if not self.records or not self.writes_reports:
-            return
-        try:
-            add_accounted_properties(path, self.accounted_records(), prefix)
-        except (OSError, ValueError) as exc:
-            self.notice(f"cannot add normalised energies and EW scores to {shown_as}: {exc}")
-
-    def summary_lines(self, width: int) -> List[str]:
-        """The terminal's energy section (without its title): notices, the table, accounting, where reports went."""
-        report_failure = self.report_failure()
-        if self.is_worker or not (self.records or self.notices or report_failure):
-            return []
-        records = self.accounted_records()
-        lines = [f"pytest-energy: {message}" for message in self.notices]
-        if github.on_github_actions() and self.writes_reports:
-            lines += [github.notice_annotation(message) for message in self.notices]
-        session_cap = self._session_cap_line()
-        if session_cap:
-            lines.append(session_cap)
-        if not records:
-            return lines + ([f"pytest-energy: {report_failure}"] if report_failure else [])
-        shown, totals = condensed(records, self.settings.json if self._json_error is None else None, self.settings.unit)
-        lines += summary_table(shown, self.settings.unit).render_text(width) + totals
-        lines += accounting_lines(records, self.session_normalization(), self._baseline_json, self.settings.unit)
-        lines += [f"  note: {line}" for line in caveats(records)]
-        if self._report is not None and self._json_error is None:
-            lines.append(f"energy report written to {self.settings.json}")
-        stored = self.stored_run()
-        if stored is None and self._compare_note:
-            lines.append(f"energy comparison: {self._compare_note}")
-        elif stored is not None:
-            lines += comparison_table(records, stored, self.environment.get("fingerprint"), self.settings.unit).render_text(width)
-        lines += comparison_lines(records)  # the regression gate's interval, limit and verdict per gated test
-        lines += emissions_lines(records)
-        if self.saved_run is not None:
-            lines.append(f"energy run stored as {self.saved_run}")
-        if github.on_github_actions() and self.writes_reports:
-            lines += github.annotations(records, "warning" if self.settings.cap_mode == "warn" else "error")
-            try:
-                github.write_summary(github.summary_markdown(records, self.settings.unit))
-            except OSError as exc:  # said here: a notice now would come after the lines that show notices
-                lines.append(f"pytest-energy: cannot write the GitHub job summary: {exc}")
-        if report_failure:
-            lines.append(f"pytest-energy: {report_failure}")
-        return lines
+        self.peers.close()

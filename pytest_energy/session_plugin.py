@@ -208,13 +208,13 @@ class EnergyPlugin:
         """
         yield
         self.session.finish()
-        if (self.session.session_cap_fails_run() or self.session.files_not_written()) \
+        if (self.session.reports.session_cap_fails_run() or self.session.reports.files_not_written()) \
                 and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the session cap, or a report asked for and not written
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath and not self.session.is_worker:
             path = Path(self.config.invocation_params.dir, os.path.expanduser(os.path.expandvars(xmlpath)))
-            self.session.add_to_junit(path, xmlpath, getattr(self.config.option, "junitprefix", None))
+            self.session.reports.add_to_junit(path, xmlpath, getattr(self.config.option, "junitprefix", None))
 
     def pytest_keyboard_interrupt(self) -> None:
         self.session.flush()
@@ -227,7 +227,7 @@ class EnergyPlugin:
         self.session.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        lines = self.session.summary_lines(terminalreporter._tw.fullwidth)
+        lines = self.session.reports.summary_lines(terminalreporter._tw.fullwidth)
         if lines:
             terminalreporter.write_sep("=", "energy")
         for line in lines:

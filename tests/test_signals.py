@@ -39,10 +39,10 @@ SEED = int(os.environ.get("SIGNAL_SEED", str(random.randrange(10**6))))
 EVENTS_CONFTEST = """
 import os
 
-import pytest_energy.session
+import pytest_energy.reports
 
 EVENTS = os.open("events.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-_write_json = pytest_energy.session.EnergySession.write_json
+_write_json = pytest_energy.reports.SessionReports.write_json
 
 
 def write_json(self):
@@ -51,7 +51,7 @@ def write_json(self):
     os.write(EVENTS, b"end\\n")
 
 
-pytest_energy.session.EnergySession.write_json = write_json
+pytest_energy.reports.SessionReports.write_json = write_json
 
 
 def pytest_runtest_logfinish(nodeid):

@@ -185,3 +185,16 @@ def caveats(records: Iterable[Record]) -> List[str]:
             if text not in seen:
                 seen.append(text)
     return seen
+
+
+def session_cap_line(outcome: Optional[Mapping[str, Any]], unit: Optional[str], cap_mode: str) -> Optional[str]:
+    """The session cap's verdict in one line, when it was reached or cannot be enforced (``decide.session_cap``)."""
+    if outcome is None or outcome["verdict"] == "pass":
+        return None
+    cap, spent = format_energy(outcome["cap_j"], unit), format_energy(outcome["spent_j"], unit)
+    if outcome["verdict"] == "over-cap":
+        line = f"energy session cap {cap} reached by {outcome['reached_by']} ({spent} spent)"
+    else:
+        line = (f"energy session cap {cap} cannot be enforced: {outcome['unmeasured_by']} was not measured fully, "
+                f"so the session spent more than the {spent} counted")
+    return line + (": the run fails" if cap_mode == "fail" else " (warn mode: the run does not fail)")
