@@ -129,6 +129,15 @@ def test_the_trend_flows_from_readers_through_statistics_to_renderers():
     assert organise + "systems" in graph[organise + "trend_statistics"]
 
 
+def test_the_limits_registry_sits_on_its_inputs_and_the_regression():
+    """Inside ``decide``: the inputs import no limit, the regression does not import the registry that runs it."""
+    graph = import_graph(package_sources())
+    decide = "pytest_energy.decide."
+    assert graph[decide + "figures"] & {decide + "limits", decide + "regression"} == set()
+    assert decide + "limits" not in graph[decide + "regression"]
+    assert {decide + "figures", decide + "regression"} <= graph[decide + "limits"]
+
+
 def third_party_imports(source: str) -> Set[str]:
     """The top-level names of the modules ``source`` imports from outside the package."""
     names = set()
