@@ -140,6 +140,15 @@ def test_the_limits_registry_sits_on_its_inputs_and_the_regression():
     assert {decide + "figures", decide + "regression"} <= graph[decide + "limits"]
 
 
+def test_counting_complexity_composes_the_copy_and_the_counters():
+    """Inside ``account``: where a model is copied and how its MACs are counted know nothing of each other."""
+    graph = import_graph(package_sources())
+    account = "pytest_energy.account."
+    assert account + "mac_counters" not in graph[account + "model_copy"]
+    assert account + "model_copy" not in graph[account + "mac_counters"]
+    assert {account + "mac_counters", account + "model_copy"} <= graph[account + "complexity"]
+
+
 def third_party_imports(source: str) -> Set[str]:
     """The top-level names of the modules ``source`` imports from outside the package."""
     names = set()
