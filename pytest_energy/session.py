@@ -22,9 +22,10 @@ from .account.record import Record, repeated_energy_j
 from .account.repeats import account_work_and_emissions, repeats_entry
 from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings
-from .decide.limits import (CapFailure, Figures, Limits, StoredComparison, check, compare_with_stored, complexity_verdict,
-                            live_limit, lower_bound_reasons, verdict_of)
+from .decide.figures import CapFailure, Figures, Limits, lower_bound_reasons
+from .decide.limits import check, complexity_verdict, live_limit, verdict_of
 from .decide.noise import NoiseFloor, floors
+from .decide.regression import StoredComparison, compare_with_stored
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.children import child_pids, still_running, terminate

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pytest_energy.decide.limits import lower_bound_reasons
+from pytest_energy.decide.figures import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.rank_exchange import RankExchange
 from pytest_energy.measure.ranks import detect

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 from pytest_energy.organise.cli import main
-from pytest_energy.organise import readers
+from pytest_energy.organise import input_rows, readers
 from pytest_energy.report.escape import csv_cell
 
 # Nine levels of nine aliases: about 387 million strings once expanded, in a few hundred bytes.
@@ -120,7 +120,7 @@ def test_input_over_the_size_limit_is_refused(
     path.write_text(content, encoding="utf-8")
     assert main(["trend", str(path)]) == 0  # readable under the limit
     capsys.readouterr()
-    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", len(content) - 1)
+    monkeypatch.setattr(input_rows, "MAX_INPUT_BYTES", len(content) - 1)
     status, _, err = run_cli(capsys, "trend", str(path))
     assert_one_line_error(status, err, f"{name}: larger than")
 
@@ -130,7 +130,7 @@ def test_submission_over_the_size_limit_is_refused(
 ):
     path = tmp_path / "energy.json"
     path.write_text(json.dumps(report()), encoding="utf-8")
-    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", 100)
+    monkeypatch.setattr(input_rows, "MAX_INPUT_BYTES", 100)
     status, out, err = run_cli(capsys, "submission", str(path))
     assert_one_line_error(status, err, "energy.json: larger than")
     assert out == ""

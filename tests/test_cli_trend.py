@@ -13,7 +13,8 @@ import pytest
 
 from pytest_energy.organise.cli import main
 from pytest_energy.organise.dcase_data import SHIPPED_RESULTS
-from pytest_energy.organise.readers import collect, parse_ensemble, parse_quantity
+from pytest_energy.organise.input_rows import parse_ensemble, parse_quantity
+from pytest_energy.organise.readers import collect
 from pytest_energy.organise.trend_statistics import Trend, compute, quartile_values
 
 KWH = 3.6e6

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("thop")
 
 from pytest_energy.account import complexity  # noqa: E402
-from pytest_energy.account.complexity import count_complexity, counting_place  # noqa: E402
+from pytest_energy.account.complexity import count_complexity  # noqa: E402
+from pytest_energy.account.model_copy import counting_place  # noqa: E402
 
 
 class Stateful(torch.nn.Module):

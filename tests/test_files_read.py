@@ -149,9 +149,9 @@ def pyproject_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: py
 def trend_input_row(tmp_path: Path, spoil: Callable[[Path], None], monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str]) -> None:
     """A trend input in a directory: ``pytest-energy trend`` ends with exit 2 and one line (or skips it)."""
-    from pytest_energy.organise import readers
+    from pytest_energy.organise import input_rows
 
-    monkeypatch.setattr(readers, "MAX_INPUT_BYTES", SMALL_CAP, raising=False)
+    monkeypatch.setattr(input_rows, "MAX_INPUT_BYTES", SMALL_CAP)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     spoil(inputs / "report.json")

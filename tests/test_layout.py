@@ -125,10 +125,30 @@ def test_the_trend_flows_from_readers_through_statistics_to_renderers():
     """Inside ``organise``: readers and statistics share only the systems' types; renderers read no file."""
     graph = import_graph(package_sources())
     organise = "pytest_energy.organise."
-    assert graph[organise + "readers"] & {organise + "trend_statistics", organise + "trend_render"} == set()
-    assert graph[organise + "trend_statistics"] & {organise + "readers", organise + "trend_render"} == set()
-    assert organise + "readers" not in graph[organise + "trend_render"]
+    reading = {organise + name for name in ("readers", "input_rows", "json_reports", "csv_rows", "dcase_yaml")}
+    for reader in sorted(reading):
+        assert graph[reader] & {organise + "trend_statistics", organise + "trend_render"} == set(), reader
+    assert graph[organise + "trend_statistics"] & (reading | {organise + "trend_render"}) == set()
+    assert graph[organise + "trend_render"] & reading == set()
     assert organise + "systems" in graph[organise + "trend_statistics"]
+
+
+def test_the_limits_registry_sits_on_its_inputs_and_the_regression():
+    """Inside ``decide``: the inputs import no limit, the regression does not import the registry that runs it."""
+    graph = import_graph(package_sources())
+    decide = "pytest_energy.decide."
+    assert graph[decide + "figures"] & {decide + "limits", decide + "regression"} == set()
+    assert decide + "limits" not in graph[decide + "regression"]
+    assert {decide + "figures", decide + "regression"} <= graph[decide + "limits"]
+
+
+def test_counting_complexity_composes_the_copy_and_the_counters():
+    """Inside ``account``: where a model is copied and how its MACs are counted know nothing of each other."""
+    graph = import_graph(package_sources())
+    account = "pytest_energy.account."
+    assert account + "mac_counters" not in graph[account + "model_copy"]
+    assert account + "model_copy" not in graph[account + "mac_counters"]
+    assert {account + "mac_counters", account + "model_copy"} <= graph[account + "complexity"]
 
 
 def third_party_imports(source: str) -> Set[str]:

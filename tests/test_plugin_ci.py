@@ -26,7 +26,8 @@ from junitparser import JUnitXml
 from pytest_energy.account.record import Record
 from pytest_energy.store import runs
 from pytest_energy.config import OPTIONS
-from pytest_energy.decide.limits import Figures, Limits, regression
+from pytest_energy.decide.figures import Figures, Limits
+from pytest_energy.decide.regression import regression
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.report.json_report import build_document
 from pytest_energy.store.runs import StoredRun, check_run_document

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Sequence
 import pytest
 from hypothesis import given, strategies as st
 
-from pytest_energy.decide.limits import lower_bound_reasons
+from pytest_energy.decide.figures import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.measure.ranks import (

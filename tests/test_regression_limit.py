@@ -8,8 +8,9 @@ from typing import Any, Dict, Sequence
 
 import pytest
 
-from pytest_energy.decide.limits import (Figures, Limits, StoredComparison, compare_with_stored, complexity_regression,
-                                         energy_cap, regression)
+from pytest_energy.decide.figures import Figures, Limits
+from pytest_energy.decide.limits import energy_cap
+from pytest_energy.decide.regression import StoredComparison, compare_with_stored, complexity_regression, regression
 from pytest_energy.decide.noise import NoiseFloor
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.store.runs import StoredRun

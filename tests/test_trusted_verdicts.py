@@ -1,7 +1,7 @@
 """A cap never passes on a figure it cannot trust (guarantee 1).
 
-For every limit of ``decide/limits.py`` (per-test cap, normalised cap, session cap, regression,
-MACs and parameters caps) Hypothesis generates measurements with any mix of lost devices
+For every limit of ``decide/limits.py`` and ``decide/regression.py`` (per-test cap, normalised
+cap, session cap, regression, MACs and parameters caps) Hypothesis generates measurements with any mix of lost devices
 (``partial``), devices that gave no figure, invalid readings (NaN, inf, negative), normalisations
 from a contended baseline or a two-point line that falls below zero, and stored runs whose
 figure is missing, zero or not finite. The invariant is checked directly: when a figure a limit
@@ -23,7 +23,8 @@ from hypothesis import given, strategies as st
 
 from fakes.powercap import FakePowercap
 from pytest_energy.account.normalize import Normalization, TwoPointFit
-from pytest_energy.decide.limits import CapFailure, Figures, Limits, check, verdict_of
+from pytest_energy.decide.figures import CapFailure, Figures, Limits
+from pytest_energy.decide.limits import check, verdict_of
 from pytest_energy.measure import rapl
 from pytest_energy.measure.base import COMPONENTS, Measurement, Reading
 from pytest_energy.measure.overlap import claim_machine

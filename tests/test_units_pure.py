@@ -21,7 +21,8 @@ from pytest_energy.account.presets import ReferenceValues
 from pytest_energy.account.ew import account
 from pytest_energy.measure.overlap import overlap_warning
 from pytest_energy.account.normalize import Normalization
-from pytest_energy.decide.limits import CapFailure, Figures, Limits, check, complexity_verdict, live_limit, verdict_of
+from pytest_energy.decide.figures import CapFailure, Figures, Limits
+from pytest_energy.decide.limits import check, complexity_verdict, live_limit, verdict_of
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.account.record import Record
 from pytest_energy.report.table import Column, Table

@@ -21,8 +21,8 @@ from junitparser import Failure, JUnitXml
 from fakes.fake_pynvml import install_no_driver
 from fakes.powercap import FakePowercap
 from pytest_energy.account.normalize import Normalization
-from pytest_energy.decide.limits import (CapFailure, Figures, Limits, check, energy_cap, lower_bound_reasons, session_cap,
-                                         verdict_of)
+from pytest_energy.decide.figures import CapFailure, Figures, Limits, lower_bound_reasons
+from pytest_energy.decide.limits import check, energy_cap, session_cap, verdict_of
 from pytest_energy.measure import codecarbon, rapl
 from pytest_energy.measure.base import Measurement, Reading, SourceUnavailable
 from pytest_energy.account.record import OUTCOMES, VERDICTS

@@ -1,8 +1,8 @@
 """Limits as a registry of pure functions with one signature: ``limit(figures, limits) -> Optional[CapFailure]``.
 
-``Figures`` is what one test spent and what applies to it; ``Limits`` is the session's
-settings. ``check`` runs every limit of ``LIMITS`` in order (cap, session cap, regression,
-MACs cap, params cap). The live watchdog stops a test at ``live_limit`` and asks ``check``
+``check`` runs every limit of ``LIMITS`` in order (cap, cap per unit, session cap, regression,
+MACs cap, params cap, MACs regression; the inputs are in ``figures.py``, the regressions in
+``regression.py``). The live watchdog stops a test at ``live_limit`` and asks ``check``
 for the failure it reports, so the message, the figure and the verdict are the same in the
 stop, the final verdict and every report.
 """
@@ -12,73 +12,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..account.normalize import Normalization
 from ..measure.base import COMPONENTS, Measurement
-from ..store.runs import StoredRun
 from ..units import format_count, format_energies_apart, format_energy
-from .noise import Comparison, NoiseFloor, compare, fails
+from .figures import CapFailure, Figures, Limits, doubts, trusted_total, unmeasured_reason
+from .regression import complexity_regression, regression
 
 NORMALIZED_PHASES = ("train", "test")  # the phases a normalised cap applies to (not the baseline's own)
 ENERGY_LIMITS = ("cap", "cap per unit", "session cap", "regression")  # the limits that give a test's energy verdict
 COMPLEXITY_LIMITS = ("MACs cap", "parameters cap")
-
-
-@dataclasses.dataclass(frozen=True)
-class CapFailure:
-    """Why a test failed a limit, as the user reads it; ``limit`` names the limit that failed it."""
-
-    message: str
-    verdict: str = "over-cap"
-    limit: str = "cap"
-
-    def as_longrepr(self) -> str:
-        return self.message
-
-
-@dataclasses.dataclass(frozen=True)
-class Figures:
-    """What the limits read of one test: its measurement, counts, and the limits that apply to it alone."""
-
-    nodeid: str
-    measurement: Optional[Measurement]
-    phase: str = "test"
-    cap_j: Optional[float] = None
-    normalization: Optional[Normalization] = None  # the session's, once its baseline is known
-    baseline_on_other_worker: bool = False  # why there is no normalisation yet (under xdist)
-    normalization_refused: Optional[str] = None  # why the baseline's energies give no normalisation
-    session_left_j: Optional[float] = None  # what was left of the session cap when the test started
-    complexity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "macs", "params"
-    fingerprint: Optional[str] = None  # this machine's, for the regression gate
-    stopped_early: Optional[Mapping[str, Any]] = None  # the watchdog's stop: at_s, limit
-    repeats: int = 1  # measured runs of the body planned
-    repeats_j: Tuple[Optional[float], ...] = ()  # every repeat's figure, once all ran (the last is ``measurement``'s)
-    repeats_lost: Tuple[str, ...] = ()  # why an earlier repeat's figure is only a lower bound
-    cap_per_unit: Optional[Tuple[float, str]] = None  # joules per unit of work, and the unit
-    work: Optional[Mapping[str, Any]] = None  # what record_work recorded: unit, amount, energy_per_unit_j
-
-    @property
-    def energy_j(self) -> Optional[float]:
-        return self.measurement.total_j if self.measurement else None
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """The session's limits, as the settings give them."""
-
-    unit: Optional[str] = None
-    normalized_caps: bool = False  # caps apply to normalised energies
-    session_cap_j: Optional[float] = None
-    macs_cap: Optional[int] = None
-    params_cap: Optional[int] = None
-    regression: Optional[float] = None  # the growth over ``stored`` that fails (0.10 = 10 %)
-    stored: Optional[StoredRun] = None
-    cap_on: str = "median"  # with repeats, what a cap applies to: "median", "max" or "each"
-    regression_auto: bool = False  # the limit is each test's noise floor (``--energy-compare-fail=auto``)
-    floors: Mapping[str, NoiseFloor] = dataclasses.field(default_factory=dict)  # nodeid -> this machine's noise
-    complexity_regression: Optional[float] = None  # the growth of MACs or parameters over ``stored`` that fails
-
 
 Limit = Callable[[Figures, Limits], Optional[CapFailure]]
 
@@ -194,117 +138,6 @@ def session_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class StoredComparison:
-    """A test's figures against the stored run's: the comparison, what was compared, and the limit that applies."""
-
-    comparison: Comparison
-    kind: str  # "energy" or "normalised energy"
-    limit: Optional[float]  # None: ``auto`` without a noise floor for this test
-    floor: Optional[NoiseFloor]
-    run: str
-    now_j: float  # the medians compared
-    before_j: float
-
-    def to_json(self) -> Dict[str, Any]:
-        return {**self.comparison.to_json(), "limit": self.limit,
-                "noise_floor": {"noise": self.floor.noise, "source": self.floor.source} if self.floor else None}
-
-
-def compare_with_stored(figures: Figures, limits: Limits) -> Union[StoredComparison, CapFailure, None]:
-    """The test's repeats against the stored run's (raw on the same hardware, else one normalised figure each).
-
-    A ``CapFailure`` when the runs cannot be compared; None when there is nothing to compare.
-    """
-    stored = limits.stored
-    if stored is None or (limits.regression is None and not limits.regression_auto):
-        return None
-    previous = stored.tests.get(figures.nodeid)
-    if previous is None or previous.get("outcome") == "skipped":
-        return None
-    energy_j = trusted_total(figures.measurement)
-    if energy_j is None:
-        return CapFailure(f"cannot compare with {stored.path.name}: {unmeasured_reason(figures.measurement)}",
-                          "unmeasured", "regression")
-    measured = [energy for energy in figures.repeats_j if energy is not None]
-    if figures.fingerprint == stored.fingerprint:
-        now, before, kind = measured or [energy_j], list(stored.energies(figures.nodeid)), "energy"
-        work, worked = figures.work or {}, previous.get("work") or {}
-        if work and worked and work.get("unit") == worked.get("unit"):  # the workload may have changed: per unit
-            now = [energy / work["amount"] for energy in now]
-            before = [energy / worked["amount"] for energy in before]
-            kind = f"energy per {work['unit']}"
-    else:
-        middle_j = statistics.median(measured) if measured else energy_j
-        normalized_j = figures.normalization.normalize(middle_j) if figures.normalization else None
-        before_j = previous.get("energy_normalized_j")
-        if normalized_j is None or before_j is None:
-            return CapFailure(
-                f"cannot compare with {stored.path.name}: it was measured on other hardware (fingerprint "
-                f"{stored.fingerprint} vs {figures.fingerprint}) and without normalisation; run a baseline "
-                "(@pytest.mark.energy_baseline) in both runs or compare on the same machine",
-                "not-comparable",
-                "regression",
-            )
-        now, before, kind = [normalized_j], [before_j], "normalised energy"
-    if not before or not all(_positive_finite(energy) for energy in before):
-        return CapFailure(f"cannot compare with {stored.path.name}: its {kind} for this test is "
-                          f"{', '.join(repr(energy) for energy in before) or 'missing'}, not an energy more than zero",
-                          "not-comparable", "regression")
-    comparison = compare(now, before)
-    if comparison is None:
-        return None
-    floor = limits.floors.get(figures.nodeid)
-    limit = (floor.noise if floor else None) if limits.regression_auto else limits.regression
-    return StoredComparison(comparison, kind, limit, floor, stored.path.name, statistics.median(now),
-                            statistics.median(before))
-
-
-def regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The test's energy grew by more than ``limits.regression`` over the stored run, noise considered.
-
-    With repeats on both sides it fails only when the lower bound of the ratio's interval is over
-    the limit (``decide/noise.py``); with one figure on a side, when the ratio is, and it says so.
-    A figure that is only a lower bound does not pass.
-    """
-    compared = compare_with_stored(figures, limits)
-    if not isinstance(compared, StoredComparison) or compared.limit is None:
-        return compared if isinstance(compared, CapFailure) else None
-    comparison, limit, unit = compared.comparison, compared.limit, limits.unit
-    shown_limit = f"limit +{limit * 100:g}%"
-    if limits.regression_auto and compared.floor is not None:
-        shown_limit += f": this runner's noise, the {compared.floor.source}"
-    shown_now, shown_before = format_energies_apart(compared.now_j, compared.before_j, unit)
-    if fails(comparison, limit):
-        return CapFailure(
-            f"{compared.kind} {shown_now} grew {_growth(comparison.ratio - 1, limit)} over {shown_before} in "
-            f"{compared.run} ({shown_limit}); {comparison.describe()}",
-            "regression",
-            "regression",
-        )
-    lost = [*doubts(figures, figures.normalization if compared.kind == "normalised energy" else None),
-            *(f"repeat {index} of {len(figures.repeats_j)} was not measured"
-              for index, energy in enumerate(figures.repeats_j, 1) if energy is None)]
-    if lost:
-        return CapFailure(f"cannot pass the regression gate ({shown_limit}): {compared.kind} "
-                          f"{shown_now} is only a lower bound because {'; '.join(dict.fromkeys(lost))}",
-                          "lower-bound", "regression")
-    return None
-
-
-def _growth(growth: float, limit: float) -> str:
-    """``growth`` as a percentage with enough digits to read above ``limit``."""
-    for digits in range(1, 16):
-        shown = f"{growth:+.{digits}%}"
-        if float(shown.rstrip("%")) / 100 > limit:
-            return shown
-    return f"{growth:+.15%}"
-
-
-def _positive_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
 def _count_cap(what: str, cap: Optional[int], complexity: Mapping[str, Any], key: str) -> Optional[CapFailure]:
     """A counted figure against its cap: nothing counted (no model), nothing to cap; a count that is
     not a number of 0 or more never passes."""
@@ -328,24 +161,6 @@ def macs_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
 def params_cap(figures: Figures, limits: Limits) -> Optional[CapFailure]:
     """The counted parameters against ``--energy-params-cap``."""
     return _count_cap("parameters", limits.params_cap, figures.complexity, "params")
-
-
-def complexity_regression(figures: Figures, limits: Limits) -> Optional[CapFailure]:
-    """The counted MACs or parameters grew by more than ``--macs-compare-fail`` over the stored run: exact counts, no noise."""
-    stored, limit = limits.stored, limits.complexity_regression
-    previous = stored.tests.get(figures.nodeid) if stored is not None else None
-    if previous is None or limit is None:
-        return None
-    grown = []
-    for key, what in (("macs", "MACs"), ("params", "parameters")):
-        now, before = figures.complexity.get(key), previous.get(key)
-        if isinstance(now, (int, float)) and isinstance(before, (int, float)) and now > before * (1 + limit):
-            growth = f" ({now / before - 1:+.1%})" if before else ""
-            grown.append(f"{what} {format_count(now)} ({now:,}) grew over {format_count(before)} ({before:,}){growth}")
-    if not grown:
-        return None
-    return CapFailure(f"{'; '.join(grown)} in {stored.path.name} (limit +{limit * 100:g}%)",  # type: ignore[union-attr]
-                      "regression", "MACs regression")
 
 
 LIMITS: Tuple[Limit, ...] = (energy_cap, per_unit_cap, session_cap, regression, macs_cap, params_cap, complexity_regression)
@@ -386,57 +201,6 @@ def complexity_verdict(failures: Sequence[CapFailure], limits: Limits) -> str:
         return "regression"
     capped = (limits.macs_cap, limits.params_cap, limits.complexity_regression)
     return "pass" if any(limit is not None for limit in capped) else "no-cap"
-
-
-def lower_bound_reasons(measurement: Measurement) -> List[str]:
-    """Why ``measurement`` counts less than the test spent: devices a working source covered but lost.
-
-    A device that stopped reporting (``partial``) or gave no figure for this window counts; a
-    component no source measures here (a CPU-only machine's GPU) does not.
-    """
-    reasons = []
-    for reading in measurement.readings:
-        if reading.joules is not None and not (math.isfinite(reading.joules) and reading.joules >= 0):
-            continue  # not a lower bound: no figure at all (see trusted_total)
-        if reading.joules is None and reading.method != "unmeasured":
-            why = reading.note or reading.partial or "unmeasured"
-            reasons.append(why if why.startswith(reading.device) else f"{reading.device} {why}")
-        elif reading.partial:
-            reasons.append(reading.partial)
-    return list(dict.fromkeys(reasons))
-
-
-def doubts(figures: Figures, normalization: Optional[Normalization] = None) -> List[str]:
-    """Why the test's figure is only a lower bound: devices lost in its window or in an earlier repeat,
-    and the caveat of the normalisation it is compared through."""
-    measurement = figures.measurement
-    reasons = [*(lower_bound_reasons(measurement) if measurement is not None else []), *figures.repeats_lost]
-    if normalization is not None and normalization.caveat:
-        reasons.append(normalization.caveat)
-    return list(dict.fromkeys(reasons))
-
-
-def trusted_total(measurement: Optional[Measurement]) -> Optional[float]:
-    """The measurement's total, or None when there is none or a reading is not a finite energy of 0 or more."""
-    if measurement is None or any(r.joules is not None and not (math.isfinite(r.joules) and r.joules >= 0)
-                                  for r in measurement.readings):
-        return None
-    total = measurement.total_j
-    return total if total is not None and math.isfinite(total) else None
-
-
-def unmeasured_reason(measurement: Optional[Measurement]) -> str:
-    """Why ``trusted_total(measurement)`` is None, in one clause."""
-    if measurement is None:
-        return "no meter measured this test (test was not measured)"
-    invalid = [f"{r.device} gave {r.joules!r} J" for r in measurement.readings
-               if r.joules is not None and not (math.isfinite(r.joules) and r.joules >= 0)]
-    if invalid:
-        return f"a meter gave an invalid figure ({'; '.join(invalid)})"
-    if measurement.total_j is not None:
-        return f"the total {measurement.total_j!r} J is not finite"
-    notes = "; ".join(dict.fromkeys(r.note for r in measurement.readings if r.note))
-    return f"no meter measured this test ({notes})"
 
 
 def split(measurement: Measurement, unit: Optional[str] = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Optional
 
 from ..account.record import Record
-from .limits import lower_bound_reasons
+from .figures import lower_bound_reasons
 
 
 def session_cap_outcome(records: Iterable[Record], cap_j: Optional[float]) -> Optional[Dict[str, Any]]:

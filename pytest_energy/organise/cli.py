@@ -21,8 +21,9 @@ from typing import Dict, Optional, Sequence, Tuple
 from pytest_energy import __version__
 from pytest_energy.report.escape import printable
 from pytest_energy.organise.dcase_data import SHIPPED_EDITIONS, shipped_results
+from pytest_energy.organise.input_rows import InputError
 from pytest_energy.organise.plot import KINDS
-from pytest_energy.organise.readers import DEFAULT_SCORE, InputError
+from pytest_energy.organise.readers import DEFAULT_SCORE
 from pytest_energy.organise.systems import Collection
 from pytest_energy.organise.trend_statistics import POPULATIONS, QUANTILE_METHODS
 from pytest_energy.units import QuantityError, format_energy, parse_energy
@@ -65,7 +66,9 @@ def _submission(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> Tuple[Collection, str]:
     """The inputs read with ``--score``; without it, psds1, else the score the JSON reports record."""
-    from pytest_energy.organise.readers import YAML_SCORE_KEYS, collect, recorded_scores
+    from pytest_energy.organise.dcase_yaml import YAML_SCORE_KEYS
+    from pytest_energy.organise.json_reports import recorded_scores
+    from pytest_energy.organise.readers import collect
 
     score = args.score or DEFAULT_SCORE
     args.inputs = list(args.inputs) + [str(shipped_results(edition)) for edition in args.dcase or ()]

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pytest_energy.organise.readers import ReportError, read_report
+from pytest_energy.organise.input_rows import ReportError
+from pytest_energy.organise.json_reports import read_report
 from pytest_energy.store.schemas import REPORT_SCHEMA, check
 from pytest_energy.units import format_energy
 

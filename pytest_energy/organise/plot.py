@@ -24,7 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from pytest_energy.organise.readers import ReportError, read_report
+from pytest_energy.organise.input_rows import ReportError
+from pytest_energy.organise.json_reports import read_report
 from pytest_energy.organise.systems import KWH_J, Collection, System
 from pytest_energy.store.files import NotARegularFileError, regular_file_target, write_bytes_atomically
 

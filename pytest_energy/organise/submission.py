@@ -22,13 +22,8 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
 from pytest_energy.report.escape import printable
-from pytest_energy.organise.readers import (
-    ReportError,
-    parse_ensemble,
-    read_report,
-    report_first,
-    report_phase_energy,
-)
+from pytest_energy.organise.input_rows import ReportError, parse_ensemble
+from pytest_energy.organise.json_reports import read_report, report_first, report_phase_energy
 from pytest_energy.organise.systems import KWH_J
 
 

@@ -1,8 +1,8 @@
 """What the organisers' tools share: one ``System`` per submitted system, and a ``Collection`` of them.
 
-The readers (``organise.readers``) produce them from reports, CSV and the DCASE results
-files; the trend statistics, the renderers and the plots consume them. Energies are in
-joules; the published inputs and outputs use kWh (``KWH_J`` joules each).
+The readers (``organise.readers`` and its one module per input) produce them from reports,
+CSV and the DCASE results files; the trend statistics, the renderers and the plots consume
+them. Energies are in joules; the published inputs and outputs use kWh (``KWH_J`` joules each).
 """
 
 from __future__ import annotations
