@@ -210,7 +210,7 @@ class SessionReports:
         self._write_ci_formats()
         if self._settings.autosave and self.records:
             try:
-                self.saved_run = self._session.run_store().save(self.document(), commit_info(self._session.rootpath))
+                self.saved_run = self._session.comparison.store.save(self.document(), commit_info(self._session.rootpath))
             except OSError as exc:
                 self._store_error = f"cannot store this run under {self._settings.storage}: {exc}"
                 self._session.notice(self._store_error)
@@ -294,8 +294,8 @@ class SessionReports:
         """The comparison with the stored run, the regression gate's lines and the emissions."""
         stored = self._session.stored_run()
         lines = []
-        if stored is None and self._session.compare_note:
-            lines.append(f"energy comparison: {self._session.compare_note}")
+        if stored is None and self._session.comparison.note:
+            lines.append(f"energy comparison: {self._session.comparison.note}")
         elif stored is not None:
             fingerprint = self._session.environment.get("fingerprint")
             lines += comparison_table(records, stored, fingerprint, self._settings.unit).render_text(width)

@@ -24,19 +24,18 @@ from .baseline_plan import BaselinePlan
 from .config import ConfigError, EnergyMarker, Settings
 from .decide.figures import CapFailure, Figures, Limits, lower_bound_reasons
 from .decide.limits import check, complexity_verdict, live_limit, verdict_of
-from .decide.noise import NoiseFloor, floors
-from .decide.regression import StoredComparison, compare_with_stored
 from .fixture import TestState, record_complexity
 from .measure.base import Measurement
 from .measure.children import child_pids, still_running, terminate
 from .measure.interrupts import signals_deferred
 from .measure.meter import OTHER_GPU_PROCESSES, OTHER_GPU_PROCESSES_NOTICE, Meter
-from .measure.overlap import Activity, ActivityMark, claim_machine
+from .measure.neighbours import Neighbours
 from .measure.ranks import LaunchError, detect
 from .measure.watchdog import MainThreadStopper, Watchdog
+from .comparison import Comparison
 from .peers import peers_for, shared_total_file
 from .reports import SessionReports
-from .store.runs import RunStore, RunStoreError, StoredRun
+from .store.runs import StoredRun
 from .units import format_energy
 
 Location = Tuple[str, int]  # a test's file and 1-based line
@@ -78,11 +77,7 @@ class EnergySession:
         self._own_energy_j = 0.0  # measured in this process so far
         self._stopper = MainThreadStopper()
         self._stop_message: Optional[str] = None  # what the watchdog raised in the running test
-        self._machine_lock: Any = None
-        self._machine_shared = False  # another session held the machine lock when this one started measuring
-        self._activity = Activity()
-        self._activity_failed = False  # the activity file was unusable once: not used again
-        self._baseline_marks: Dict[str, Optional[ActivityMark]] = {}
+        self._neighbours = Neighbours(self.notice)
         self._workers_total: Optional[str] = None  # on the xdist controller: the workers' shared total
         self.baseline = BaselinePlan(settings)
         self.normalization: Optional[Normalization] = None
@@ -91,21 +86,7 @@ class EnergySession:
         except LaunchError as exc:
             raise ConfigError(f"cannot tell this process's rank: {exc}") from None
         self.peers = peers_for(launch, worker_id, session_total, self.notice)
-        self._stored_run: Optional[StoredRun] = None
-        self._floors: Optional[Dict[str, NoiseFloor]] = None
-        self.compare_note = ""  # why nothing was compared, where a comparison was asked for
-        self._compare_latest = False  # the latest run of this hardware is loaded once the fingerprint is known
-        gated = settings.compare_fail is not None or settings.macs_compare_fail is not None
-        compare = settings.compare or ("latest" if gated else None)
-        if compare == "latest" and not self.run_store().has_runs():
-            self.compare_note = f"no stored run yet under {settings.storage}: nothing compared this time"
-        elif compare == "latest":
-            self._compare_latest = True
-        elif compare is not None:
-            try:
-                self._stored_run = StoredRun.from_document(*self.run_store().load(compare))
-            except RunStoreError as exc:
-                raise ConfigError(str(exc)) from None
+        self.comparison = Comparison(settings, rootpath, self.notice)
         self.reports = SessionReports(self, invocation_dir)  # last: a usage error above leaves no report lock held
 
     @property
@@ -123,37 +104,16 @@ class EnergySession:
             if self.is_worker:
                 self._unsent_notices.append(message)
 
-    def run_store(self) -> RunStore:
-        return RunStore(Path(self.rootpath, self.settings.storage))
-
     def stored_run(self) -> Optional[StoredRun]:
-        """The run compared with; the latest of this hardware is looked up once its fingerprint is known."""
-        fingerprint = self.environment.get("fingerprint")
-        if self._compare_latest and fingerprint:
-            self._compare_latest = False
-            try:
-                path, document, skipped = self.run_store().latest(fingerprint)
-            except RunStoreError as exc:
-                self.compare_note = f"{exc}: nothing compared this time"
-            else:
-                self._stored_run = StoredRun.from_document(path, document)
-                for message in skipped:
-                    self.notice(message)
-        return self._stored_run
+        """The run compared with, once the fingerprint is known where it is the latest of this hardware."""
+        return self.comparison.stored_run(self.environment.get("fingerprint"))
 
     def limits(self) -> Limits:
         settings = self.settings
         auto = settings.compare_fail == "auto"
         return Limits(settings.unit, settings.normalized, settings.session_cap_j, settings.macs_cap, settings.params_cap,
                       None if auto else settings.compare_fail, self.stored_run(), settings.cap_on,  # type: ignore[arg-type]
-                      auto, self.noise_floors(), settings.macs_compare_fail)
-
-    def noise_floors(self) -> Dict[str, NoiseFloor]:
-        """Each test's noise on this machine, from its stored runs: read once, when a regression limit is set."""
-        stored = self._stored_run
-        if self._floors is None and stored is not None and stored.fingerprint and self.settings.compare_fail is not None:
-            self._floors = floors(self.run_store().recent(stored.fingerprint))
-        return self._floors or {}
+                      auto, self.comparison.noise_floors(), settings.macs_compare_fail)
 
     # -- measuring ---------------------------------------------------------------------------
     def meter(self) -> Meter:
@@ -165,10 +125,7 @@ class EnergySession:
             if self._meter.available:
                 self.peers.open(self.notice)
             if self.peers.holds_machine and self._meter.available:
-                self._machine_lock, overlap = claim_machine()
-                if overlap:
-                    self._machine_shared = True
-                    self.notice(overlap)
+                self._neighbours.claim()
             self.environment = environment(self._meter.describe())
             if not self._meter.available and self.settings.meter != "none":
                 reasons = "; ".join(f"{name}: {why}" for name, why in self._meter.unavailable.items())
@@ -253,7 +210,7 @@ class EnergySession:
         """Run a baseline test's body ``baseline-repeats - 1`` extra times, each in its own window."""
         if self.baseline.target_for(nodeid) is None:
             return
-        self._baseline_marks[nodeid] = self._activity_call(self._activity.mark)
+        self._neighbours.mark(nodeid)
         state.extra["repeats_j"] = [self._measure_window(f"{nodeid} repeat {repeat}", run).total_j
                                     for repeat in range(1, self.settings.baseline_repeats)]
 
@@ -265,7 +222,7 @@ class EnergySession:
             run()
         finally:
             measurement = window.stop()
-            self._unregister_window(activity)
+            self._neighbours.close_window(activity)
         return self.peers.combine(key, measurement)
 
     def start_test(self, nodeid: str, location: Location, state: TestState) -> None:
@@ -277,7 +234,7 @@ class EnergySession:
         try:
             state.window = self.meter().window()
         except BaseException:  # a CUDA error met synchronising the devices: the test's, raised in its call
-            self._unregister_window(state.activity)
+            self._neighbours.close_window(state.activity)
             raise
         self._running = (nodeid, location, state)
         state.watchdog = self._watch(nodeid, state)
@@ -293,7 +250,7 @@ class EnergySession:
             state.measurement = state.window.stop()  # type: ignore[union-attr]
         finally:  # a CUDA error at the window's edge is raised after the window closed
             state.measurement = state.window.result  # type: ignore[union-attr]
-            self._unregister_window(state.activity)
+            self._neighbours.close_window(state.activity)
         if state.measurement is not None and any(note.startswith(OTHER_GPU_PROCESSES) for note in state.measurement.notes):
             self.notice(OTHER_GPU_PROCESSES_NOTICE)
         nodeid = self._running[0] if self._running else "a measured test"
@@ -372,22 +329,6 @@ class EnergySession:
         """Whether the running test failed with the watchdog's stop (and not with a failure of its own)."""
         return self._stop_message is not None and message == self._stop_message
 
-    def _activity_call(self, action: Any, *args: Any) -> Any:
-        """``action(*args)`` on the machine's activity file; None when the file is unusable.
-
-        The first failure (a lock held by a stuck process costs ``LOCK_WAIT_S``) gives a notice
-        and ends the file's use for the session: no later test waits for it again.
-        """
-        if self._activity_failed:
-            return None
-        try:
-            return action(*args)
-        except OSError as exc:
-            self._activity_failed = True
-            self.notice(f"cannot tell whether other processes measure on this machine ({self._activity.path}: {exc}); "
-                        "not tried again this session, so a baseline measured beside other work may be cached")
-            return None
-
     def _register_window(self) -> Optional[str]:
         """List a measuring window in the machine's activity file, so a baseline measured elsewhere knows of it.
 
@@ -396,11 +337,7 @@ class EnergySession:
         """
         if not self.meter().available or not self.peers.lists_windows:
             return None
-        return self._activity_call(self._activity.open_window)
-
-    def _unregister_window(self, key: Optional[str]) -> None:
-        if key is not None:
-            self._activity_call(self._activity.close_window, key)
+        return self._neighbours.open_window()
 
     def session_energy_j(self) -> float:
         """Energy measured so far in the session: under xdist with a session cap, by all workers together."""
@@ -467,7 +404,9 @@ class EnergySession:
         figures = self._figures(nodeid, state, state.measurement)
         failures = check(figures, limits) if outcome != "skipped" else []  # a test that skipped itself tested nothing
         if outcome != "skipped":
-            self._note_comparison(state, figures, limits, next((f for f in failures if f.limit == "regression"), None))
+            comparison = self.comparison.entry(figures, limits, next((f for f in failures if f.limit == "regression"), None))
+            if comparison is not None:
+                state.extra["comparison"] = comparison
         if "macs" in state.extra and count_error is None:
             state.extra["complexity_verdict"] = complexity_verdict(failures, limits)
         cap_j = state.cap_j if state.cap_per_unit is None else state.cap_per_unit[0]
@@ -498,28 +437,6 @@ class EnergySession:
         total_j = self._publish(energy_j)
         if total_j is not None:
             state.session_left_j = min(state.session_left_j, cap_j - (total_j - energy_j))
-
-    def _note_comparison(self, state: TestState, figures: Figures, limits: Limits,
-                         regression: Optional[CapFailure]) -> None:
-        """The comparison with the stored run into the record; a notice when the limit is under the noise."""
-        compared = compare_with_stored(figures, limits)
-        if regression is None and not isinstance(compared, StoredComparison):
-            return
-        entry: Dict[str, Any] = {"run": limits.stored.path.name,  # type: ignore[union-attr]
-                                 "verdict": regression.verdict if regression else "pass"}
-        if regression is not None:
-            entry["message"] = regression.message
-        if isinstance(compared, StoredComparison):
-            entry.update(compared.to_json())
-            floor, limit = compared.floor, compared.limit
-            if limit is None:
-                self.notice(f"{figures.nodeid}: --energy-compare-fail=auto has no noise floor for it yet (store runs "
-                            "with repeats, or two runs of one commit, with --energy-autosave): not gated this time")
-            elif floor is not None and not limits.regression_auto and limit < floor.noise:
-                self.notice(f"{figures.nodeid}: the limit +{limit * 100:g}% is below this runner's noise of "
-                            f"{floor.describe()}: a change under it cannot be told from noise "
-                            "(--energy-compare-fail=auto uses the noise)")
-        state.extra["comparison"] = entry
 
     @staticmethod
     def _gather_repeats(state: TestState) -> None:
@@ -574,7 +491,7 @@ class EnergySession:
             if not passed or any(energy is None for energy in energies):
                 self.notice(f"baseline {nodeid} did not pass or was not measured: no normalisation this run")
             else:
-                contention = self._baseline_contention(nodeid)
+                contention = self._neighbours.contention(nodeid, ask_lock=self.is_worker)
                 try:
                     spread = self.baseline.measured(nodeid, energies, self.environment["hardware"],
                                                     state.measurement.meter,  # type: ignore[union-attr]
@@ -604,24 +521,6 @@ class EnergySession:
         if self.baseline.refused and self.baseline.refused != refused_before:
             self.notice(f"{self.baseline.refused}; no normalised figures this run, caps on them do not pass, and "
                         "nothing is cached")
-
-    def _baseline_contention(self, nodeid: str) -> Optional[str]:
-        """What else measured on this machine while the baseline ``nodeid`` ran, if anything."""
-        if self._machine_shared or (self.is_worker and not self._machine_free()):
-            return "another pytest-energy session held this machine"
-        mark = self._baseline_marks.pop(nodeid, None)
-        if mark is not None and self._activity_call(self._activity.overlapped_since, mark):
-            return "another process (an xdist worker or another session) measured on this machine"
-        return None
-
-    @staticmethod
-    def _machine_free() -> bool:
-        """On an xdist worker (whose controller does not hold the machine lock): whether no other session does."""
-        lock, _ = claim_machine()
-        if lock is None:
-            return False
-        lock.release()  # type: ignore[attr-defined]
-        return True
 
     # -- between worker and controller -------------------------------------------------------
     def payload(self, finished: Optional[Finished]) -> Optional[Dict[str, Any]]:
@@ -676,8 +575,7 @@ class EnergySession:
     def close(self) -> None:
         self.reports.close()
         self._stopper.uninstall()
-        if self._machine_lock is not None:
-            self._machine_lock.release()
+        self._neighbours.release()
         if self._meter is not None:
             self._meter.close()
         self.peers.close()

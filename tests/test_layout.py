@@ -32,6 +32,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
         "pytest_energy.config",
         "pytest_energy.fixture",
         "pytest_energy.baseline_plan",
+        "pytest_energy.comparison",
         "pytest_energy.peers",
         "pytest_energy.reports",
         "pytest_energy.session",
