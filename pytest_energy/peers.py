@@ -124,12 +124,17 @@ class Ranks(Peers):
             self._exchange.close()
 
 
-def peers_for(launch: Optional[Launch], worker_id: Optional[str], total_path: Optional[str], notice: Notice,
-              rank_port: Optional[int] = None, rank_timeout_s: Optional[float] = None) -> Peers:
-    """This process's peers: the ranks of its launch, its fellow xdist workers, or none."""
-    if launch is not None and worker_id is not None:
-        raise ConfigError(f"pytest-xdist workers cannot combine their figures over the ranks of a {launch.launcher} "
-                          "launch: run each rank's pytest without xdist (-p no:xdist)")
+def peers_for(launch: Optional[Launch], worker_id: Optional[str], total_path: Optional[str], notice: Notice, *,
+              xdist_controller: bool = False, rank_port: Optional[int] = None,
+              rank_timeout_s: Optional[float] = None) -> Peers:
+    """This process's peers: the ranks of its launch, its fellow xdist workers, or none.
+
+    xdist inside a launch is refused: each rank's workers would share out the tests
+    differently, so no test would meet its other ranks.
+    """
+    if launch is not None and (worker_id is not None or xdist_controller):
+        raise ConfigError(f"pytest-xdist cannot run inside a {launch.launcher} launch: each rank's workers would run "
+                          "other tests than the other ranks'; run each rank's pytest without it (-p no:xdist)")
     if launch is not None:
         return Ranks(launch, rank_port, rank_timeout_s)
     if worker_id is not None:

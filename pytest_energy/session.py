@@ -62,11 +62,12 @@ class EnergySession:
 
     ``worker_id`` is set on an xdist worker, which measures and sends its records to the
     controller; ``session_total`` is then the file where workers count the session's energy.
+    ``spawns_workers``: this process is the xdist controller.
     A torchrun or srun launch is read from the environment: its ranks are then the ``peers``.
     """
 
     def __init__(self, settings: Settings, rootpath: Path, invocation_dir: Path, worker_id: Optional[str] = None,
-                 session_total: Optional[str] = None):
+                 session_total: Optional[str] = None, spawns_workers: bool = False):
         self.settings = settings
         self.rootpath = rootpath
         self.environment: Dict[str, Any] = {}
@@ -85,7 +86,7 @@ class EnergySession:
             launch = detect()  # a torchrun or srun launch: the ranks combine each test's figure
         except LaunchError as exc:
             raise ConfigError(f"cannot tell this process's rank: {exc}") from None
-        self.peers = peers_for(launch, worker_id, session_total, self.notice)
+        self.peers = peers_for(launch, worker_id, session_total, self.notice, xdist_controller=spawns_workers)
         self.comparison = Comparison(settings, rootpath, self.notice)
         self.reports = SessionReports(self, invocation_dir)  # last: a usage error above leaves no report lock held
 

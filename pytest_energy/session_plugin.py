@@ -62,6 +62,12 @@ def marked_model(item: pytest.Item, fixture_name: Optional[str]) -> Any:
     return arguments[modules[0]]
 
 
+def spawns_xdist_workers(config: pytest.Config) -> bool:
+    """Whether this process is an xdist controller that will start workers (``-n N``, ``--dist``)."""
+    option = config.option
+    return getattr(option, "dist", "no") != "no" and not getattr(option, "collectonly", False)
+
+
 def usage_error(exc: ConfigError) -> pytest.UsageError:
     return pytest.UsageError(f"pytest-energy: {exc}")
 
@@ -75,7 +81,8 @@ class EnergyPlugin:
         try:
             self.session = EnergySession(settings, config.rootpath, config.invocation_params.dir,
                                          worker["workerid"] if worker else None,
-                                         worker.get("energy_session_total") if worker else None)
+                                         worker.get("energy_session_total") if worker else None,
+                                         spawns_workers=spawns_xdist_workers(config))
         except ConfigError as exc:
             raise usage_error(exc) from None
         self.sigterm = SigtermInterrupt(lambda message: pytest.exit(message, returncode=pytest.ExitCode.INTERRUPTED))
