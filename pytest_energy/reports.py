@@ -24,10 +24,10 @@ from .measure.interrupts import signals_deferred
 from .measure.overlap import overlap_warning
 from .report import github
 from .report.ci_formats import benchmark_entries, openmetrics_text
-from .report.gate import comparison_lines, emissions_lines
+from .report.gate import emissions_lines
 from .report.json_report import Checkpoints, ReportWriter, build_document
 from .report.junit import add_accounted_properties
-from .report.terminal import accounting_lines, caveats, comparison_table, condensed, session_cap_line, summary_table
+from .report.terminal import accounting_lines, caveats, comparison_lines, condensed, session_cap_line, summary_table
 from .store.files import NotARegularFileError, ReportInUseError, claim_report, regular_file_target, write_text_atomically
 from .store.runs import commit_info
 
@@ -297,6 +297,6 @@ class SessionReports:
         if stored is None and self._session.comparison.note:
             lines.append(f"energy comparison: {self._session.comparison.note}")
         elif stored is not None:
-            fingerprint = self._session.environment.get("fingerprint")
-            lines += comparison_table(records, stored, fingerprint, self._settings.unit).render_text(width)
-        return lines + comparison_lines(records) + emissions_lines(records)
+            lines += comparison_lines(records, stored, self._session.environment.get("fingerprint"),
+                                      self._settings.unit, width)
+        return lines + emissions_lines(records)

@@ -188,7 +188,9 @@ def test_energy_growth_over_the_limit_fails_and_names_the_stored_run(
     assert (entry["outcome"], entry["verdict"], entry["verdict_message"]) == ("failed", "regression", message.strip())
     table_row, comparison_row = [line for line in run.result.outlines if line.startswith("test_gate.py::test_workload ")]
     assert table_row.split()[-2] == "regression"  # the verdict column, before the meter
-    assert float(comparison_row.split()[-1].rstrip("%")) == pytest.approx(float(growth["percent"]), abs=0.1)
+    change = comparison_row.split()[5]  # test, before (2), after (2), change, then the gate's columns
+    assert float(change.rstrip("%")) == pytest.approx(float(growth["percent"]), abs=0.1)
+    assert comparison_row.split()[-1] == "regression"  # the gate column
 
     [case] = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     [failure] = case.result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -10,6 +11,7 @@ from ..measure.base import COMPONENTS
 from ..account.record import Record
 from ..store.runs import StoredRun
 from ..units import common_energy_unit, format_count, format_energy
+from .gate import GATE_COLUMNS, gate_cells, gate_entry, gate_notes
 from .json_report import phase_totals
 from .table import Column, Table
 
@@ -112,22 +114,40 @@ def condensed(records: Sequence[Record], json_path: Optional[str], unit: Optiona
 
 def comparison_table(records: Iterable[Record], stored: StoredRun, fingerprint: Optional[str], unit: Optional[str]) -> Table:
     """Each measured test's energy before (in ``stored``) and now, and the change; normalised energies
-    when ``stored`` was measured on other hardware."""
+    when ``stored`` was measured on other hardware. Where the regression gate compared, its columns too."""
     same = fingerprint == stored.fingerprint
     key, what = ("energy_j", "energy") if same else ("energy_normalized_j", "normalised energy")
-    pairs = []
+    compared = []
     for record in records:
         now = record.energy_j if same else record.extra.get("energy_normalized_j")
         before = stored.tests.get(record.nodeid, {}).get(key)
         if now is not None or before is not None:
-            pairs.append((record.nodeid, before, now))
-    figure_unit = common_energy_unit([figure for _, before, now in pairs for figure in (before, now)], unit)
+            compared.append((record.nodeid, before, now, gate_entry(record)))
+    figure_unit = common_energy_unit([figure for _, before, now, _ in compared for figure in (before, now)], unit)
+    gated = any(entry is not None for *_, entry in compared)
     rows = [[nodeid, "-" if before is None else format_energy(before, figure_unit),
-             "-" if now is None else format_energy(now, figure_unit),
-             f"{now / before - 1:+.1%}" if now is not None and before else "-"] for nodeid, before, now in pairs]
-    return Table([Column("test", shortenable=True, key=True), Column("before", numeric=True),
-                  Column("after", numeric=True), Column("change", numeric=True)], rows,
-                 f"{what} compared with {stored.path.name}" + ("" if same else " (other hardware)"))
+             "-" if now is None else format_energy(now, figure_unit), _change(before, now, entry),
+             *(gate_cells(entry) if gated else [])] for nodeid, before, now, entry in compared]
+    columns = [Column("test", shortenable=True, key=True), Column("before", numeric=True),
+               Column("after", numeric=True), Column("change", numeric=True), *(GATE_COLUMNS if gated else ())]
+    return Table(columns, rows, f"{what} compared with {stored.path.name}" + ("" if same else " (other hardware)"))
+
+
+def comparison_lines(records: Sequence[Record], stored: StoredRun, fingerprint: Optional[str], unit: Optional[str],
+                     width: int) -> List[str]:
+    """The comparison table fitted to ``width``, and what its gate columns mean."""
+    records = list(records)
+    notes = gate_notes([gate_entry(record) for record in records])
+    lines = comparison_table(records, stored, fingerprint, unit).render_text(width)
+    return lines + [line for note in notes for line in textwrap.wrap(note, max(width, 40), initial_indent="  ",
+                                                                     subsequent_indent="    ")]
+
+
+def _change(before: Optional[float], now: Optional[float], entry: Optional[Mapping[str, Any]]) -> str:
+    """The gate's ratio of medians where it compared, else now over before."""
+    if entry is not None:
+        return f"{entry['ratio'] - 1:+.1%}"
+    return f"{now / before - 1:+.1%}" if now is not None and before else "-"
 
 
 def _reused(record: Record) -> bool:
