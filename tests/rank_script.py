@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from pytest_energy.decide.limits import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
+from pytest_energy.measure.cuda_devices import CudaGpus
 from pytest_energy.measure.rank_exchange import RankExchange
 from pytest_energy.measure.ranks import detect
 
@@ -35,6 +36,12 @@ def node_measurement(node: int, gpus: int) -> Measurement:
     readings = [Reading("gpu", f"gpu{i}", 10.0 * (node + 1) + i, "nvml-counter", label="Fake GPU") for i in range(gpus)]
     readings += [Reading(component, component, joules, "rapl-counter") for component, joules in NODE_WIDE_J.items()]
     return Measurement(1.0 + node, tuple(readings))
+
+
+def node_gpus(gpus: int) -> CudaGpus:
+    """The node's GPUs by UUID, in CUDA order, as the NVML source names their readings."""
+    uuids = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(gpus)]
+    return CudaGpus(tuple(uuids), {uuid: f"gpu{i}" for i, uuid in enumerate(uuids)})
 
 
 def wait_for_line(path: Path, index: int, limit_s: float = 120.0) -> None:
@@ -61,7 +68,7 @@ def main() -> None:
     if args.kill >= 0:  # torchrun stops the others once it sees a rank died: they finish their test first,
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a pytest session writing its report would
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-    exchange = RankExchange(launch, timeout_s=args.timeout)
+    exchange = RankExchange(launch, timeout_s=args.timeout, gpus=node_gpus(args.gpus))
     out = Path(args.out, f"rank{launch.rank}.jsonl")
     if args.bench:
         costs = []

@@ -1,6 +1,6 @@
 """Ranks of a distributed launch: who counts which device, and one figure per test from all ranks.
 
-The pure parts (``detect``, ``own_gpu_positions``, ``own_readings``, ``combine``) are tested
+The pure parts (``detect``, ``own_cuda_ordinals``, ``own_readings``, ``combine``) are tested
 directly; the exchange with real ``python -m torch.distributed.run`` launches (gloo, CPU) of
 ``tests/rank_script.py``: two ranks with one slower than the timeout, four ranks on one node
 with one killed mid-test, two "nodes" of two ranks (two launches with distinct node ranks),
@@ -22,9 +22,10 @@ from hypothesis import given, strategies as st
 
 from pytest_energy.decide.limits import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
+from pytest_energy.measure.cuda_devices import CudaGpus
 from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.measure.ranks import (
-    Launch, LaunchError, RankFigure, combine, detect, own_gpu_positions, own_readings,
+    Launch, LaunchError, RankFigure, combine, detect, own_cuda_ordinals, own_readings,
 )
 
 SCRIPT = Path(__file__).resolve().parent / "rank_script.py"
@@ -77,7 +78,7 @@ def test_torch_is_not_imported_outside_a_launch() -> None:
 @given(visible=st.integers(0, 16), local_world_size=st.integers(1, 16))
 def test_every_visible_gpu_is_counted_by_some_rank_and_once_when_each_has_one(visible: int,
                                                                                 local_world_size: int) -> None:
-    shares = [own_gpu_positions(visible, local, local_world_size) for local in range(local_world_size)]
+    shares = [own_cuda_ordinals(visible, local, local_world_size) for local in range(local_world_size)]
     counted = [position for share in shares for position in share]
     assert set(counted) == set(range(visible))
     if visible >= local_world_size:
@@ -91,12 +92,18 @@ def node_seen(gpus: int) -> Measurement:
                              Reading("ram", "dram", 1.0, "rapl-counter")))
 
 
+def node_gpus(gpus: int) -> CudaGpus:
+    """``node_seen``'s GPUs by UUID, in CUDA order (the NVML order here)."""
+    uuids = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(gpus)]
+    return CudaGpus(tuple(uuids), {uuid: f"gpu{i}" for i, uuid in enumerate(uuids)})
+
+
 def launch_of(rank: int, world_size: int = 4, local_world_size: int = 4) -> Launch:
     return Launch(rank, rank % local_world_size, world_size, local_world_size, rank // local_world_size, None, 1, "torchrun")
 
 
 def test_each_rank_counts_its_gpu_and_only_local_rank_0_the_cpu_and_ram() -> None:
-    shares = [own_readings(node_seen(4), launch_of(rank)) for rank in range(4)]
+    shares = [own_readings(node_seen(4), launch_of(rank), node_gpus(4)) for rank in range(4)]
     assert [[r.device for r in share.readings] for share in shares] == [
         ["gpu0", "package-0", "dram"], ["gpu1"], ["gpu2"], ["gpu3"]]
     combined = combine([RankFigure(rank, "node0", share) for rank, share in enumerate(shares)], {}, launch_of(0))
@@ -113,7 +120,7 @@ def test_a_device_two_ranks_counted_is_counted_once_and_partial_flags_are_kept()
 
 
 def test_a_missing_rank_makes_a_lower_bound_naming_it_for_what_it_would_have_counted() -> None:
-    figures = [RankFigure(0, "node0", own_readings(node_seen(2), launch_of(0, 4, 2)))]
+    figures = [RankFigure(0, "node0", own_readings(node_seen(2), launch_of(0, 4, 2), node_gpus(2)))]
     combined = combine(figures, {2: "did not report within 3 s"}, launch_of(0, 4, 2), measured=("gpu", "cpu", "ram"))
     missing = sorted((r.component, r.device) for r in combined.readings if r.joules is None)
     assert missing == [("cpu", "node1:rank2"), ("gpu", "node1:rank2"), ("ram", "node1:rank2")]  # node 1's local rank 0
@@ -130,8 +137,8 @@ def test_a_test_one_rank_did_not_run_costs_only_that_test() -> None:
 
     port = free_port_pair()
     launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
-    exchanges = [RankExchange(launches[0], timeout_s=3.0)]
-    exchanges.append(RankExchange(launches[1], timeout_s=3.0))
+    exchanges = [RankExchange(launches[0], timeout_s=3.0, gpus=node_gpus(2))]
+    exchanges.append(RankExchange(launches[1], timeout_s=3.0, gpus=node_gpus(2)))
     figures: Dict[int, List[Measurement]] = {0: [], 1: []}
 
     def run(rank: int, tests: Sequence[str]) -> None:

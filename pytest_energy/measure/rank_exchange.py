@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Protocol
 
 from .base import Measurement
+from .cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
 from .ranks import PORT_ENV, Launch, RankFigure, combine, own_readings
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -44,7 +45,7 @@ class LiveWindow:
 
     def read(self) -> Measurement:
         exchange, launch = self._exchange, self._exchange.launch
-        own = RankFigure(launch.rank, launch.node, own_readings(self._window.read(), launch))
+        own = exchange.own(self._window.read())
         figures = [own]
         try:
             store = exchange.live_store()
@@ -72,9 +73,11 @@ class RankExchange:
     not cost every test the full timeout). A rank 0 that cannot be reached is not asked again.
     """
 
-    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 gpus: CudaGpus = CudaGpus()):
         self.launch = launch
         self.timeout_s = timeout_s
+        self.gpus = gpus  # the meter's GPUs by UUID: which of them are this rank's
         self._runs: Dict[str, int] = {}  # how often each test was combined
         self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
         self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
@@ -108,12 +111,18 @@ class RankExchange:
                                         datetime.timedelta(seconds=self.timeout_s))
         return self._live_store
 
+    def own(self, measurement: Measurement) -> RankFigure:
+        """This rank's share of ``measurement``: its GPU(s) by UUID, in torch's CUDA order and with
+        torch's current device when CUDA is initialised (``ranks.own_readings``)."""
+        readings = own_readings(measurement, self.launch, self.gpus, torch_uuids(), torch_current_uuid())
+        return RankFigure(self.launch.rank, self.launch.node, readings)
+
     def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
         """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
         self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
         key = f"{nodeid}#{self._runs[nodeid]}"
         self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
-        own = RankFigure(self.launch.rank, self.launch.node, own_readings(measurement, self.launch))
+        own = self.own(measurement)
         if self._unreachable is not None:
             return self._alone(own, self._unreachable)
         try:

@@ -3,8 +3,8 @@
 ``detect`` reads the launch from the environment that ``torchrun`` (``RANK``, ``LOCAL_RANK``,
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or
 ``srun`` (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS``, ``SLURM_NODEID``) sets. Each
-rank counts only its share of what it sees (``own_readings``): its ``LOCAL_RANK``'s GPU(s),
-and the node-wide CPU and RAM on local rank 0 only. ``combine`` makes one test's figure from
+rank counts only its share of what it sees (``own_readings``): the GPU(s) CUDA gives its
+``LOCAL_RANK``, by UUID (``CudaGpus``), and the node-wide CPU and RAM on local rank 0 only. ``combine`` makes one test's figure from
 the ranks' (``RankFigure``): energy summed per device (named with its node; a device two
 ranks counted is counted once), time the longest window, partial flags kept; a rank that gave
 no figure is named as a lost device, so the figure is a lower bound. The ranks exchange their
@@ -19,6 +19,7 @@ import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .base import COMPONENTS, Measurement, Reading
+from .cuda_devices import CudaGpus, bare_uuid
 
 PORT_ENV = "PYTEST_ENERGY_RANK_PORT"  # the exchange's port, where the one next to MASTER_PORT is taken
 NODE_WIDE = ("cpu", "ram")  # counted once per node, by its local rank 0
@@ -121,10 +122,10 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Optional[Launch]:
                   launcher)
 
 
-def own_gpu_positions(visible: int, local_rank: int, local_world_size: int) -> Tuple[int, ...]:
-    """Which of the ``visible`` GPUs (by position) a local rank counts.
+def own_cuda_ordinals(visible: int, local_rank: int, local_world_size: int) -> Tuple[int, ...]:
+    """Which of the ``visible`` CUDA devices (by CUDA ordinal) a local rank counts.
 
-    With at least one GPU per rank, GPU ``i`` is local rank ``i % local_world_size``'s (one
+    With at least one GPU per rank, ordinal ``i`` is local rank ``i % local_world_size``'s (one
     each under ``cuda:LOCAL_RANK``, and no GPU left uncounted when there are more). With
     fewer GPUs than ranks, a rank counts the one it would use (``LOCAL_RANK % visible``): a
     rank that sees only its own GPU (``CUDA_VISIBLE_DEVICES`` set per rank) counts it, and a
@@ -137,14 +138,37 @@ def own_gpu_positions(visible: int, local_rank: int, local_world_size: int) -> T
     return (local_rank % visible,)
 
 
-def own_readings(measurement: Measurement, launch: Launch) -> Measurement:
-    """The part of ``measurement`` (every device this process sees) that this rank counts."""
-    gpus = [index for index, reading in enumerate(measurement.readings)
-            if reading.component == "gpu" and reading.method != "unmeasured"]
-    mine = {gpus[position] for position in own_gpu_positions(len(gpus), launch.local_rank, launch.local_world_size)}
-    node_wide = launch.counts_node_wide()  # the node's CPU and RAM, and what no source measured, once
-    kept = tuple(reading for index, reading in enumerate(measurement.readings)
-                 if index in mine or (node_wide and index not in gpus))
+def own_gpu_devices(gpus: CudaGpus, launch: Launch, cuda_order: Optional[Sequence[str]] = None,
+                    current: Optional[str] = None) -> Tuple[str, ...]:
+    """The device names of the GPUs ``launch``'s rank counts: those of its CUDA ordinals
+    (``own_cuda_ordinals``) in ``cuda_order`` (torch's, when CUDA is initialised; else
+    ``gpus.order``), and the ``current`` device torch runs on."""
+    order = [bare_uuid(uuid) for uuid in (cuda_order or gpus.order)]
+    mine = {order[i] for i in own_cuda_ordinals(len(order), launch.local_rank, launch.local_world_size)}
+    mine |= {bare_uuid(current)} if current else set()
+    return tuple(device for uuid, device in gpus.devices.items() if bare_uuid(uuid) in mine)
+
+
+def placed_gpu_devices(gpus: CudaGpus, cuda_order: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+    """The device names some rank counts as its own: the GPUs in the CUDA order."""
+    order = {bare_uuid(uuid) for uuid in (cuda_order or gpus.order)}
+    return tuple(device for uuid, device in gpus.devices.items() if bare_uuid(uuid) in order)
+
+
+def own_readings(measurement: Measurement, launch: Launch, gpus: CudaGpus = CudaGpus(),
+                 cuda_order: Optional[Sequence[str]] = None, current: Optional[str] = None) -> Measurement:
+    """The part of ``measurement`` (every device this process sees) that this rank counts.
+
+    A GPU reading is this rank's when its device is one of the GPUs CUDA gives this rank, by
+    UUID (``own_gpu_devices``). A GPU reading no rank can be given (a source's sum over the
+    node's GPUs, as CodeCarbon's; a GPU outside the CUDA order, or no order known) is node-wide:
+    counted, as the CPU and RAM are, by local rank 0.
+    """
+    mine = set(own_gpu_devices(gpus, launch, cuda_order, current))
+    placed = set(placed_gpu_devices(gpus, cuda_order))
+    node_wide = launch.counts_node_wide()
+    kept = tuple(reading for reading in measurement.readings
+                 if (reading.device in mine if reading.component == "gpu" and reading.device in placed else node_wide))
     return dataclasses.replace(measurement, readings=kept)
 
 
