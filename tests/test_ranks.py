@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Sequence
 import pytest
 from hypothesis import given, strategies as st
 
+from fakes import fake_pynvml
+from fakes.powercap import FakePowercap
 from pytest_energy.decide.limits import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.cuda_devices import CudaGpus
@@ -373,3 +375,107 @@ def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path
     assert test["verdict"] == "over-cap" and test["energy_j"] > 50.0
     for node in (0, 1):
         assert "stopped early" in outputs[node], outputs[node][-2000:]
+
+
+NODE_CONFTEST = """
+import functools
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import fake_pynvml
+from pytest_energy.measure import rapl
+
+sys.modules["codecarbon"] = None  # auto: NVML for the GPUs, RAPL for the CPU and RAM, no CodeCarbon to open
+UNBOUND = rapl.RaplSource
+
+
+def pytest_configure(config):  # each rank sees the node: its four GPUs (idle until driven) and its powercap tree
+    boards = fake_pynvml.gpus(0.0, 0.0, 0.0, 0.0)
+    for board in boards:
+        board.name = "NVIDIA Fake GPU"  # one model: CUDA's order is the PCI order
+    fake_pynvml._driver = fake_pynvml.FakeNvml(boards)
+    sys.modules["pynvml"] = fake_pynvml
+    rapl.RaplSource = functools.partial(UNBOUND, {powercap!r})
+"""
+NODE_SUITE = """
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fakes import fake_pynvml
+
+WATTS = {watts!r}  # NVML board index -> what it draws while its rank works on it
+NODE = Path({node!r})
+RANK, LOCAL_RANK, WORLD_SIZE = (int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def barrier(name):
+    (NODE / f"{{name}}.{{RANK}}").touch()
+    deadline = time.monotonic() + 120
+    while len(list(NODE.glob(f"{{name}}.*"))) < WORLD_SIZE and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def spend_on_cpu(zone, joules):  # the node's counters, shared by the ranks: one writer at a time
+    counter = Path({powercap!r}, zone, "energy_uj")
+    with open(NODE / "powercap.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        staged = counter.with_name(".energy_uj.new")
+        staged.write_text(str(int(counter.read_text()) + round(joules * 1e6)) + "\\n")
+        os.replace(staged, counter)
+
+
+@pytest.mark.energy
+def test_node_work():
+    barrier("started")  # every rank's window is open before any rank spends
+    handle = fake_pynvml.nvmlDeviceGetHandleByUUID(os.environ["CUDA_VISIBLE_DEVICES"].split(",")[LOCAL_RANK])
+    index = fake_pynvml.nvmlDeviceGetIndex(handle)  # the board CUDA gives this rank as cuda:LOCAL_RANK
+    before = fake_pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    fake_pynvml._driver.drive(index, WATTS[index])
+    time.sleep(0.3)
+    fake_pynvml._driver.drive(index, 0.0)
+    spent = (fake_pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) - before) / 1000.0
+    (NODE / f"gpu{{index}}.json").write_text(json.dumps(spent))
+    spend_on_cpu("intel-rapl:0", 2.0 + RANK)
+    spend_on_cpu("intel-rapl:0/intel-rapl:0:1", 0.5 * (RANK + 1))
+    barrier("spent")  # and no rank's window closes before every rank spent
+"""
+
+
+def test_four_ranks_of_a_pytest_session_report_each_gpu_and_the_cpu_and_ram_once_with_the_node_total(
+        tmp_path: Path) -> None:
+    """Four ranks on one node, each seeing its four fake GPUs and its fake RAPL tree, ``CUDA_VISIBLE_DEVICES``
+    permuted: each rank drives only the board CUDA gives it and spends on the shared CPU and DRAM counters."""
+    tree = FakePowercap(tmp_path / "powercap").add_package(0, max_range_uj=100_000_000_000)
+    node = tmp_path / "node"
+    node.mkdir()
+    uuids = [board.uuid for board in fake_pynvml.gpus(0.0, 0.0, 0.0, 0.0)]
+    watts = {0: 100.0, 1: 200.0, 2: 300.0, 3: 400.0}
+    (tmp_path / "conftest.py").write_text(NODE_CONFTEST.format(tests=str(Path(__file__).resolve().parent),
+                                                               powercap=str(tree.root)))
+    (tmp_path / "test_node.py").write_text(NODE_SUITE.format(watts=watts, node=str(node), powercap=str(tree.root)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", "--master_addr=127.0.0.1",
+               f"--master_port={free_port_pair()}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+               "-p", "no:xdist", "-p", "no:cacheprovider", "--energy-meter=auto", "--energy-json=energy.json",
+               "test_node.py"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+           "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path),
+           "CUDA_VISIBLE_DEVICES": ",".join(uuids[i] for i in (2, 0, 3, 1))}
+    env.pop("CUDA_DEVICE_ORDER", None)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    outputs = {int(path.parent.name): path.read_text() for path in tmp_path.glob("logs/**/stdout.log")}
+    assert done.returncode == 0 and sorted(outputs) == [0, 1, 2, 3], done.stdout[-2000:] + done.stderr[-2000:]
+    [test] = json.loads((tmp_path / "energy.json").read_text())["tests"]
+    devices: Dict[str, List[Any]] = {}
+    for device in test["devices"]:
+        devices.setdefault(device["component"], []).append((device["device"], device["joules"]))
+    spent_on_gpus = {f"node0:gpu{index}": json.loads((node / f"gpu{index}.json").read_text()) for index in watts}
+    assert sorted(devices["gpu"]) == sorted(spent_on_gpus.items())  # each GPU once, counted by the rank that drove it
+    assert all(joules > 0.25 * watts[index] for index, joules in enumerate(spent_on_gpus.values()))
+    [(_, cpu_j)] = devices["cpu"]  # counted once for the node, by local rank 0
+    [(_, ram_j)] = devices["ram"]
+    assert cpu_j == pytest.approx(tree.energy_uj("intel-rapl:0") / 1e6, abs=1e-6)
+    assert ram_j == pytest.approx(tree.energy_uj("intel-rapl:0:1") / 1e6, abs=1e-6)
+    assert test["energy_j"] == pytest.approx(sum(spent_on_gpus.values()) + cpu_j + ram_j, abs=1e-6)
