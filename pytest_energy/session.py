@@ -208,7 +208,8 @@ class EnergySession:
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             if self.launch is not None and self._meter.available:
                 try:
-                    self._ranks = RankExchange(self.launch, gpus=self._meter.cuda_gpus())
+                    self._ranks = RankExchange(self.launch, self.settings.rank_port, self.settings.rank_timeout_s,
+                                               self._meter.cuda_gpus())
                 except ExchangeUnavailable as exc:
                     self.notice(f"{exc}: this rank's figures count every device it sees")
             if not self.is_worker and self._meter.available and (self.launch is None or self.launch.counts_node_wide()):

@@ -479,3 +479,56 @@ def test_four_ranks_of_a_pytest_session_report_each_gpu_and_the_cpu_and_ram_once
     assert cpu_j == pytest.approx(tree.energy_uj("intel-rapl:0") / 1e6, abs=1e-6)
     assert ram_j == pytest.approx(tree.energy_uj("intel-rapl:0:1") / 1e6, abs=1e-6)
     assert test["energy_j"] == pytest.approx(sum(spent_on_gpus.values()) + cpu_j + ram_j, abs=1e-6)
+
+
+def test_the_rank_port_option_wins_over_the_environment_and_the_port_after_master_port(tmp_path: Path) -> None:
+    """``MASTER_PORT + 1`` and ``$PYTEST_ENERGY_RANK_PORT`` are both taken; ``--energy-rank-port`` names a free one."""
+    (tmp_path / "conftest.py").write_text(FAKE_GPUS_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    (tmp_path / "test_ranked.py").write_text("import pytest\n\n@pytest.mark.energy\ndef test_one():\n    pass\n")
+    master_port = free_port_pair()
+    with socket.socket() as taken, socket.socket() as free:
+        taken.bind(("127.0.0.1", master_port + 1))
+        taken.listen()
+        free.bind(("127.0.0.1", 0))
+        rank_port = free.getsockname()[1]
+        free.close()
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                   f"--master_port={master_port}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+                   "-p", "no:xdist", "-p", "no:cacheprovider", "--energy-meter=nvml", "--energy-json=energy.json",
+                   f"--energy-rank-port={rank_port}", "--energy-rank-timeout=20s", "test_ranked.py"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+               "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path), "PYTEST_ENERGY_RANK_PORT": str(master_port + 1)}
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "energy.json").read_text())
+    assert not [notice for notice in report["notices"] if "exchange" in notice], report["notices"]
+    [test] = report["tests"]
+    assert sorted(device["device"] for device in test["devices"] if device["component"] == "gpu") == [
+        "node0:gpu0", "node0:gpu1"]
+
+
+def test_a_program_on_the_exchange_port_that_never_answers_is_no_hang() -> None:
+    """Before, a rank's ``TCPStore`` client waited for ever on a port where something accepted and stayed silent
+    (torch's timeout does not bound its handshake): a taken ``MASTER_PORT + 1`` hung every rank but 0."""
+    import threading
+
+    from pytest_energy.measure.rank_exchange import ExchangeUnavailable, RankExchange
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        raised: List[BaseException] = []
+
+        def open_exchange() -> None:
+            try:
+                RankExchange(Launch(1, 1, 2, 2, 0, "127.0.0.1", port - 1, "torchrun"), port, timeout_s=1.0)
+            except BaseException as error:
+                raised.append(error)
+
+        opening = threading.Thread(target=open_exchange, daemon=True)
+        opening.start()
+        opening.join(timeout=30)  # a hang guard
+        assert not opening.is_alive(), "opening the exchange hangs"
+    [error] = raised
+    assert isinstance(error, ExchangeUnavailable) and "nothing answered" in str(error) and "--energy-rank-port" in str(error)

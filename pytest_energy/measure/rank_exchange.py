@@ -13,12 +13,13 @@ torch is imported only when an exchange opens.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Protocol
 
 from .base import Measurement
 from .cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
-from .ranks import PORT_ENV, Launch, RankFigure, combine, own_readings
+from .ranks import PORT_ENV, Launch, LaunchError, RankFigure, combine, own_readings
 
 DEFAULT_TIMEOUT_S = 60.0
 LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
@@ -59,6 +60,36 @@ class LiveWindow:
         return combine(figures, {}, launch)
 
 
+def open_store(address: str, port: int, world_size: int, host: bool, timeout_s: float) -> Any:
+    """A ``TCPStore`` on ``address:port``: hosted here (``host``), or a client of rank 0's.
+
+    A client waits at most ``timeout_s`` (and a second): torch's own timeout does not bound the
+    handshake, so a program on that port that accepts and never answers would hold it for ever.
+    The connecting thread is then left behind (a daemon, blocked in a socket read, not holding the GIL).
+    """
+    from torch.distributed import TCPStore
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if host:
+        return TCPStore(address, port, world_size, True, timeout, wait_for_workers=False)
+    opened: Dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            opened["store"] = TCPStore(address, port, world_size, False, timeout)
+        except Exception as error:  # raised below, in the caller's thread
+            opened["error"] = error
+
+    thread = threading.Thread(target=connect, name="pytest-energy-rank-store", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 1.0)
+    if "error" in opened:
+        raise opened["error"]
+    if "store" not in opened:
+        raise TimeoutError(f"nothing answered as the exchange within {timeout_s:g} s (another program on the port?)")
+    return opened["store"]
+
+
 class ExchangeUnavailable(Exception):
     """The ranks cannot combine their figures (no store could be opened); the message says why."""
 
@@ -86,17 +117,17 @@ class RankExchange:
         self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
         self._live_store: Any = None  # the live watchdog's own connection (it reads from another thread)
         self._address = launch.master_addr or "127.0.0.1"
-        address, port = self._address, launch.exchange_port(port)
-        self._port = port
         try:
-            from torch.distributed import TCPStore
-
-            self._store = TCPStore(address, port, launch.world_size, launch.rank == 0,
-                                   datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+            port = launch.exchange_port(port)
+        except LaunchError as error:
+            raise ExchangeUnavailable(f"cannot open the ranks' energy exchange: {error}") from None
+        address, self._port = self._address, port
+        try:
+            self._store = open_store(address, port, launch.world_size, launch.rank == 0, timeout_s)
         except Exception as error:  # no torch, port taken, rank 0 not there in time
             raise ExchangeUnavailable(f"cannot open the ranks' energy exchange on {address}:{port} "
                                       f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                                      f"set {PORT_ENV} to a free port") from None
+                                      f"set --energy-rank-port (or {PORT_ENV}) to a free port") from None
 
     def live(self, nodeid: str, window: Readable) -> LiveWindow:
         """``window`` of the test ``nodeid`` about to run, as its live watchdog should read it over the ranks."""
@@ -105,10 +136,7 @@ class RankExchange:
     def live_store(self) -> Any:
         """A client connection of the watchdog's own to the store, opened on first use."""
         if self._live_store is None:
-            from torch.distributed import TCPStore
-
-            self._live_store = TCPStore(self._address, self._port, self.launch.world_size, False,
-                                        datetime.timedelta(seconds=self.timeout_s))
+            self._live_store = open_store(self._address, self._port, self.launch.world_size, False, self.timeout_s)
         return self._live_store
 
     def own(self, measurement: Measurement) -> RankFigure:

@@ -18,10 +18,11 @@ import json
 import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from . import RANK_PORT_ENV
 from .base import COMPONENTS, Measurement, Reading
 from .cuda_devices import CudaGpus, bare_uuid
 
-PORT_ENV = "PYTEST_ENERGY_RANK_PORT"  # the exchange's port, where the one next to MASTER_PORT is taken
+PORT_ENV = RANK_PORT_ENV  # the exchange's port, where the one next to MASTER_PORT is taken
 NODE_WIDE = ("cpu", "ram")  # counted once per node, by its local rank 0
 MISSING_METHOD = "rank-missing"
 
@@ -59,13 +60,17 @@ class Launch:
         return (self.local_rank if rank is None else rank % self.local_world_size) == 0
 
     def exchange_port(self, port: Optional[int] = None) -> int:
-        """The exchange's port: ``port``, else ``$PYTEST_ENERGY_RANK_PORT``, else the one after ``MASTER_PORT``."""
+        """The exchange's port: ``port`` (``--energy-rank-port``), else ``$PYTEST_ENERGY_RANK_PORT``, else the one
+        after ``MASTER_PORT``."""
         if port is not None:
             return port
         if os.environ.get(PORT_ENV):
-            return _integer(os.environ, PORT_ENV)
+            chosen = _integer(os.environ, PORT_ENV)
+            if not 1 <= chosen <= 65535:
+                raise LaunchError(f"{PORT_ENV}={chosen} is out of range: allowed 1 to 65535")
+            return chosen
         if self.master_port is None:
-            raise LaunchError(f"MASTER_PORT is not set: set it, or {PORT_ENV}, to combine the ranks' energy")
+            raise LaunchError("MASTER_PORT is not set: set it, or --energy-rank-port, to combine the ranks' energy")
         return self.master_port + 1 if self.master_port < 65535 else self.master_port - 1
 
 
