@@ -532,3 +532,18 @@ def test_a_program_on_the_exchange_port_that_never_answers_is_no_hang() -> None:
         assert not opening.is_alive(), "opening the exchange hangs"
     [error] = raised
     assert isinstance(error, ExchangeUnavailable) and "nothing answered" in str(error) and "--energy-rank-port" in str(error)
+
+
+def test_each_repeat_of_a_test_is_combined_over_the_ranks_with_its_own_repeat(tmp_path: Path) -> None:
+    """A test (or the baseline) measured several times in a row: every window is combined with the same
+    window of the other ranks (matched by node id and run count), even with one rank falling behind."""
+    [output] = finish(torchrun(tmp_path, 2, "--gpus", 2, "--tests", 2, "--repeats", 3, "--lag", 1, "--timeout", 20,
+                               port=free_port_pair()))
+    by_rank = results(tmp_path)
+    assert sorted(by_rank) == [0, 1], output[-3000:]
+    for lines in by_rank.values():
+        assert [(line["test"], line["repeat"]) for line in lines] == [(t, r) for t in range(2) for r in range(3)]
+        assert [line["total_j"] for line in lines] == [27.0 * (r + 1) for _ in range(2) for r in range(3)]
+        assert all(line["lower_bound"] == [] for line in lines)
+        assert all(line["devices"]["gpu node0:gpu1"] == 11.0 * (line["repeat"] + 1) for line in lines)  # rank 1's
+    assert by_rank[0] == [{**line, "rank": 0} for line in by_rank[1]]
