@@ -9,6 +9,7 @@ CUDA "initialised", as ``cuda_devices.torch_uuids`` reads it.
 from __future__ import annotations
 
 import sys
+import threading
 import types
 from typing import Dict, List, Optional, Sequence
 
@@ -18,7 +19,9 @@ from fakes import fake_pynvml
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
 from pytest_energy.measure.meter import Meter, open_meter
+from pytest_energy.measure.rank_exchange import RankExchange
 from pytest_energy.measure.ranks import Launch, RankFigure, combine, own_readings
+from test_ranks import free_port_pair
 
 UUIDS = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(4)]
 
@@ -122,3 +125,24 @@ def test_a_gpu_figure_no_rank_can_be_given_counts_once_on_local_rank_0() -> None
                                Reading("cpu", "cpu", 5.0, "codecarbon-tdp")))
     kept: List[Optional[float]] = [own_readings(summed, launch_of(local, 4), CudaGpus()).total_j for local in range(4)]
     assert kept == [45.0, None, None, None]
+
+
+def test_ranks_each_shown_only_their_own_gpu_as_gpu0_count_every_gpu() -> None:
+    """Under srun with cgroups, each rank's NVML sees one board, its own, as ``gpu0``: matched by name alone,
+    the node's two GPUs were counted as one (the larger). By UUID they are two; a GPU two ranks share, once."""
+    port = free_port_pair()
+    own_gpu = [CudaGpus((uuid,), {uuid: "gpu0"}) for uuid in (UUIDS[0], UUIDS[1], UUIDS[1])]  # ranks 1, 2 share one
+    exchanges = [RankExchange(Launch(rank, rank, 3, 3, 0, "127.0.0.1", port, "torchrun"), timeout_s=10.0,
+                              gpus=own_gpu[rank]) for rank in range(3)]
+    seen = [Measurement(1.0, (Reading("gpu", "gpu0", joules, "nvml-counter"),)) for joules in (100.0, 30.0, 31.0)]
+    figures: Dict[int, Measurement] = {}
+    threads = [threading.Thread(target=lambda rank=rank: figures.__setitem__(rank, exchanges[rank].combine(
+        "t::test", seen[rank]))) for rank in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for exchange in exchanges:
+        exchange.close()
+    assert {r.device: r.joules for r in figures[0].readings} == {"node0:gpu0": 100.0, "node0:gpu0@rank1": 31.0}
+    assert figures[1] == figures[2] == figures[0]

@@ -143,7 +143,9 @@ class RankExchange:
         """This rank's share of ``measurement``: its GPU(s) by UUID, in torch's CUDA order and with
         torch's current device when CUDA is initialised (``ranks.own_readings``)."""
         readings = own_readings(measurement, self.launch, self.gpus, torch_uuids(), torch_current_uuid())
-        return RankFigure(self.launch.rank, self.launch.node, readings)
+        counted = {reading.device for reading in readings.readings if reading.component == "gpu"}
+        uuids = {device: uuid for uuid, device in self.gpus.devices.items() if device in counted}
+        return RankFigure(self.launch.rank, self.launch.node, readings, uuids)
 
     def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
         """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""

@@ -184,17 +184,19 @@ class RankFigure:
     rank: int
     node: str
     measurement: Measurement
+    uuids: Mapping[str, str] = dataclasses.field(default_factory=dict)  # a GPU reading's device -> the GPU's UUID
 
     def to_json(self) -> str:
         return json.dumps({"rank": self.rank, "node": self.node, "duration_s": self.measurement.duration_s,
                            "readings": [reading.to_json() for reading in self.measurement.readings],
-                           "notes": list(self.measurement.notes)})
+                           "notes": list(self.measurement.notes), "uuids": dict(self.uuids)})
 
     @classmethod
     def from_json(cls, text: str) -> "RankFigure":
         data = json.loads(text)
         return cls(data["rank"], data["node"], Measurement(
-            data["duration_s"], tuple(Reading(**reading) for reading in data["readings"]), tuple(data["notes"])))
+            data["duration_s"], tuple(Reading(**reading) for reading in data["readings"]), tuple(data["notes"])),
+            data.get("uuids", {}))
 
 
 def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: Launch,
@@ -204,11 +206,23 @@ def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: L
     ``missing``: rank -> why it gave no figure. Each component that rank would have counted
     (of those measured here or by the others: its GPU, and its node's CPU and RAM if it is the
     node's local rank 0) becomes an unmeasured device, so the figure is a lower bound naming the rank.
+
+    A device is matched across a node's ranks by its name, or by its UUID where the ranks gave it:
+    two GPUs of one name but different UUIDs (ranks each shown only their own GPU, as NVML's
+    ``gpu0``, by cgroups under srun) are two devices, the later named with its rank (``gpu0@rank1``).
     """
     devices: Dict[Tuple[str, str], Reading] = {}
+    named_as: Dict[Tuple[str, str, str], str] = {}  # (component, node, UUID) -> the GPU's name in the figure
+    uuid_of: Dict[Tuple[str, str], str] = {}  # (component, name) -> the UUID of the GPU so named
     for figure in sorted(figures, key=lambda figure: figure.rank):
         for reading in figure.measurement.readings:
             name = f"{figure.node}:{reading.device}"
+            uuid = figure.uuids.get(reading.device, "")
+            if uuid:
+                name = named_as.get((reading.component, figure.node, uuid)) or (
+                    name if uuid_of.get((reading.component, name), uuid) == uuid else f"{name}@rank{figure.rank}")
+                named_as[(reading.component, figure.node, uuid)] = name
+                uuid_of[(reading.component, name)] = uuid
             named = dataclasses.replace(reading, device=name, partial=reading.partial.replace(reading.device, name, 1))
             kept = devices.get((reading.component, name))
             if kept is not None:  # one device two ranks counted: once, its larger figure, lost if either lost it
