@@ -116,6 +116,7 @@ class RankExchange:
         self._published: List[str] = []  # on rank 0: the tests' keys whose combined figure is kept, oldest first
         self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
         self._live_store: Any = None  # the live watchdog's own connection (it reads from another thread)
+        self._live_failed = ""  # why that connection could not be opened
         self._address = launch.master_addr or "127.0.0.1"
         try:
             port = launch.exchange_port(port)
@@ -134,9 +135,16 @@ class RankExchange:
         return LiveWindow(self, f"{nodeid}#{self._runs.get(nodeid, 0) + 1}", window)
 
     def live_store(self) -> Any:
-        """A client connection of the watchdog's own to the store, opened on first use."""
+        """A client connection of the watchdog's own to the store, opened on first use; not tried again
+        once it failed (each try may wait ``timeout_s``, and the watchdog reads every check interval)."""
         if self._live_store is None:
-            self._live_store = open_store(self._address, self._port, self.launch.world_size, False, self.timeout_s)
+            if self._live_failed:
+                raise ExchangeUnavailable(self._live_failed)
+            try:
+                self._live_store = open_store(self._address, self._port, self.launch.world_size, False, self.timeout_s)
+            except Exception as error:
+                self._live_failed = f"the live watchdog's connection failed ({type(error).__name__})"
+                raise
         return self._live_store
 
     def own(self, measurement: Measurement) -> RankFigure:
