@@ -14,6 +14,7 @@ import types
 from typing import Dict, List, Optional, Sequence
 
 import pytest
+from hypothesis import given, strategies as st
 
 from fakes import fake_pynvml
 from pytest_energy.measure.base import Measurement, Reading
@@ -146,3 +147,25 @@ def test_ranks_each_shown_only_their_own_gpu_as_gpu0_count_every_gpu() -> None:
         exchange.close()
     assert {r.device: r.joules for r in figures[0].readings} == {"node0:gpu0": 100.0, "node0:gpu0@rank1": 31.0}
     assert figures[1] == figures[2] == figures[0]
+
+
+@given(order=st.permutations(range(6)).flatmap(lambda p: st.integers(0, 6).map(lambda n: p[:n])),
+       local_world_size=st.integers(1, 8), summed=st.booleans())
+def test_every_gpu_cuda_uses_is_counted_by_one_rank_whatever_the_order(order: Sequence[int], local_world_size: int,
+                                                                       summed: bool) -> None:
+    """Any CUDA order of any subset of six boards (readings in NVML order), any number of ranks: each measured
+    GPU is some rank's, exactly one's when there are at least as many GPUs as ranks; no order known (``summed``
+    stands for a source that cannot tell the GPUs apart): local rank 0 counts them all."""
+    uuids = [f"GPU-{i}aaaaaaa" for i in range(6)]
+    gpus = CudaGpus(() if summed else tuple(uuids[i] for i in order), {uuids[i]: f"gpu{i}" for i in sorted(order)})
+    seen = Measurement(1.0, tuple(Reading("gpu", f"gpu{i}", 1.0, "nvml-counter") for i in sorted(order)))
+    counted = [[r.device for r in own_readings(seen, launch_of(local, local_world_size), gpus).readings]
+               for local in range(local_world_size)]
+    every = sorted(device for share in counted for device in share)
+    assert set(every) == {f"gpu{i}" for i in order}
+    if summed or len(order) >= local_world_size:
+        assert len(every) == len(order)  # each exactly once
+    if summed:
+        assert len(counted[0]) == len(order)
+    elif len(order) >= local_world_size:
+        assert all(f"gpu{order[local]}" in counted[local] for local in range(local_world_size))  # cuda:LOCAL_RANK
