@@ -271,7 +271,10 @@ sys.path.insert(0, {tests!r})
 from fakes import fake_pynvml
 
 def pytest_configure(config):
-    fake_pynvml._driver = fake_pynvml.FakeNvml(fake_pynvml.gpus(50.0, 500.0))  # each rank's view of the node
+    boards = fake_pynvml.gpus(50.0, 500.0)  # each rank's view of the node
+    for board in boards:
+        board.name = "NVIDIA Fake GPU"  # one model: CUDA's order is the PCI order, so rank 0 counts gpu0 alone
+    fake_pynvml._driver = fake_pynvml.FakeNvml(boards)
     sys.modules["pynvml"] = fake_pynvml
 """
 RANKED_SUITE = """
