@@ -1,7 +1,8 @@
 """The channel through which the ranks of a launch combine each test's figure, and watch live caps.
 
 ``RankExchange`` uses a ``torch.distributed.TCPStore`` of its own (not the test's process
-group), hosted by rank 0 on a port next to ``MASTER_PORT`` (``ranks.Launch.exchange_port``):
+group), hosted by rank 0 on ``--energy-rank-port`` or the port next to ``MASTER_PORT``
+(``ranks.Launch.exchange_port``), each client's connection bounded by ``open_store``:
 at the end of each test every rank publishes its share of the readings, rank 0 gathers them
 until a deadline and publishes the combined figure (``ranks.combine``), which every rank
 then reads, so all ranks decide on the same figure. A rank that does not report in time, or

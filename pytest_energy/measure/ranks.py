@@ -4,9 +4,10 @@
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or
 ``srun`` (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS``, ``SLURM_NODEID``) sets. Each
 rank counts only its share of what it sees (``own_readings``): the GPU(s) CUDA gives its
-``LOCAL_RANK``, by UUID (``CudaGpus``), and the node-wide CPU and RAM on local rank 0 only. ``combine`` makes one test's figure from
-the ranks' (``RankFigure``): energy summed per device (named with its node; a device two
-ranks counted is counted once), time the longest window, partial flags kept; a rank that gave
+``LOCAL_RANK``, by UUID (``CudaGpus``), and the node-wide CPU and RAM on local rank 0 only.
+``combine`` makes one test's figure from the ranks' (``RankFigure``): energy summed per device
+(named with its node; a device two ranks counted, by name or UUID, is counted once), time the
+longest window, partial flags kept; a rank that gave
 no figure is named as a lost device, so the figure is a lower bound. The ranks exchange their
 figures in ``rank_exchange.py``. Nothing here imports torch.
 """
