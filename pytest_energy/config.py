@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .account.presets import PRESETS, REFERENCE_KEYS, ReferenceValues, resolve_reference
-from .measure import METER_CHOICES
+from .measure import METER_CHOICES, RANK_PORT_ENV
 from .store.files import read_bytes_bounded
 from .units import (COUNT_FORMS, ENERGY_UNITS, QuantityError, parse_carbon_intensity, parse_count, parse_duration, parse_energy,
                     parse_energy_per_unit, parse_percentage)
@@ -120,6 +120,14 @@ def _duration(value: Any) -> float:
     return parse_duration(value)
 
 
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"expected a TCP port (a whole number from 1 to 65535), got {shown(value)}")
+    if not 1 <= int(value) <= 65535:
+        raise ValueError(f"{shown(value)} is out of range: allowed 1 to 65535")
+    return int(value)
+
+
 _repeats = _within(_count_at_least_one, 1, 1000, "")  # type: ignore[arg-type]
 _warmup = _within(_count_at_least_zero, 0, 1000, "")  # type: ignore[arg-type]
 _cooldown = _within(_duration, 0, 3600, " s")
@@ -191,6 +199,11 @@ OPTIONS: List[Option] = [
     Option("openmetrics", "write a GitLab metrics report (OpenMetrics text) to this path", _text),
     Option("carbon-intensity", "grams of CO2eq per kWh of this grid, e.g. 56g/kWh: every record gets its emissions "
            "(none without it)", lambda value: parse_carbon_intensity(_text(value))),
+    # distributed launches (measure/ranks.py, measure/rank_exchange.py)
+    Option("rank-port", "under torchrun or srun: the TCP port of the ranks' energy exchange (default: "
+           f"${RANK_PORT_ENV}, else MASTER_PORT + 1)", _port),
+    Option("rank-timeout", "under torchrun or srun: how long rank 0 waits for a rank's figure of a test before "
+           "counting it lost (a lower bound), e.g. 60s", _within(_duration, 0.1, 3600, " s"), 60.0),
     Option("macs-compare-fail", "fail a test whose counted MACs or parameters grew by more than this over the "
            "compared run, e.g. 0% (counts are exact: no noise)", parse_percentage, prefix=""),
 ]
@@ -233,6 +246,8 @@ class Settings:
     openmetrics: Optional[str] = None
     macs_compare_fail: Optional[float] = None  # 0.0: any growth of MACs or parameters fails
     carbon_intensity_g_per_kwh: Optional[float] = None
+    rank_port: Optional[int] = None  # the option, else $PYTEST_ENERGY_RANK_PORT; None: MASTER_PORT + 1
+    rank_timeout_s: float = 60.0
 
     def cap_for(self, phase: str, marker_cap: Optional[float] = None) -> Optional[float]:
         if marker_cap is not None:
@@ -292,9 +307,12 @@ def _preset_conflict(preset: str, pyproject: Mapping[str, Any], source: str) -> 
 
 
 def build_settings(
-    cli: Mapping[str, Any], pyproject: Mapping[str, Any], ini: Mapping[str, Any], source: str = "pyproject.toml"
+    cli: Mapping[str, Any], pyproject: Mapping[str, Any], ini: Mapping[str, Any], source: str = "pyproject.toml",
+    environ: Optional[Mapping[str, str]] = None,
 ) -> Settings:
-    """Merge the three layers and validate every value."""
+    """Merge the three layers and validate every value. ``environ``'s ``PYTEST_ENERGY_RANK_PORT`` comes
+    between the command line and the files for ``rank-port``."""
+    environ = {} if environ is None else environ
     known = {option.key for option in OPTIONS} | PYPROJECT_ONLY
     for key in pyproject:
         if key not in known:
@@ -306,6 +324,8 @@ def build_settings(
             raise ConfigError(f"option {option.cli} is empty (an unset variable?): give it a value or remove the option")
         layers = [
             (cli.get(option.dest), f"option {option.cli}"),
+            ((environ.get(RANK_PORT_ENV) or None) if option.key == "rank-port" else None,
+             f"environment variable {RANK_PORT_ENV}"),
             (None if option.key == "cap" else pyproject.get(option.key), f"{source} [tool.pytest-energy] key {option.key!r}"),
             (ini.get(option.dest), f"ini key {option.dest!r}"),
         ]
@@ -369,6 +389,8 @@ def build_settings(
         openmetrics=values["openmetrics"],
         macs_compare_fail=values["macs-compare-fail"],
         carbon_intensity_g_per_kwh=values["carbon-intensity"],
+        rank_port=values["rank-port"],
+        rank_timeout_s=values["rank-timeout"],
     )
 
 

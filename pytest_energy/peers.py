@@ -23,7 +23,8 @@ from typing import Callable, Optional
 from .config import ConfigError
 from .measure.base import Measurement
 from .measure.overlap import SharedTotal
-from .measure.rank_exchange import ExchangeUnavailable, RankExchange, Readable
+from .measure.meter import Meter
+from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable
 from .measure.ranks import Launch
 
 Notice = Callable[[str], None]
@@ -38,8 +39,8 @@ class Peers:
     worker_id: Optional[str] = None
     launch: Optional[Launch] = None
 
-    def open(self, notice: Notice) -> None:
-        """Reach the peers, once the meter works; ``notice`` says why they cannot be."""
+    def open(self, meter: Meter, notice: Notice) -> None:
+        """Reach the peers, once ``meter`` works; ``notice`` says why they cannot be."""
 
     def combine(self, key: str, measurement: Measurement) -> Measurement:
         """The figure of the window ``key`` (a test, or one of its repeats) over every process that measured it."""
@@ -100,16 +101,17 @@ class Ranks(Peers):
     rank 0 writes the reports. A rank that cannot reach the exchange counts alone, said once.
     """
 
-    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: Optional[float] = None):
+    def __init__(self, launch: Launch, port: Optional[int], timeout_s: float):
         self.launch = launch
         self.writes_reports = launch.rank == 0
         self.holds_machine = self.lists_windows = launch.counts_node_wide()
-        self._options = {key: value for key, value in (("port", port), ("timeout_s", timeout_s)) if value is not None}
+        self._port, self._timeout_s = port, timeout_s
         self._exchange: Optional[RankExchange] = None
 
-    def open(self, notice: Notice) -> None:
+    def open(self, meter: Meter, notice: Notice) -> None:
+        """Open the exchange, telling it which of the meter's GPUs (by UUID) are this rank's."""
         try:
-            self._exchange = RankExchange(self.launch, **self._options)  # type: ignore[arg-type]
+            self._exchange = RankExchange(self.launch, self._port, self._timeout_s, meter.cuda_gpus())
         except ExchangeUnavailable as exc:
             notice(f"{exc}: this rank's figures count every device it sees")
 
@@ -126,7 +128,7 @@ class Ranks(Peers):
 
 def peers_for(launch: Optional[Launch], worker_id: Optional[str], total_path: Optional[str], notice: Notice, *,
               xdist_controller: bool = False, rank_port: Optional[int] = None,
-              rank_timeout_s: Optional[float] = None) -> Peers:
+              rank_timeout_s: float = DEFAULT_TIMEOUT_S) -> Peers:
     """This process's peers: the ranks of its launch, its fellow xdist workers, or none.
 
     xdist inside a launch is refused: each rank's workers would share out the tests

@@ -15,6 +15,7 @@ or xdist runs, else when the first measured test is collected.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import pytest
@@ -106,6 +107,7 @@ def load_settings(config: pytest.Config) -> Settings:
             pyproject=table,
             ini={option.dest: config.getini(option.dest) for option in OPTIONS},
             source=str(pyproject) if pyproject else "pyproject.toml",
+            environ=os.environ,
         )
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None

@@ -86,7 +86,8 @@ class EnergySession:
             launch = detect()  # a torchrun or srun launch: the ranks combine each test's figure
         except LaunchError as exc:
             raise ConfigError(f"cannot tell this process's rank: {exc}") from None
-        self.peers = peers_for(launch, worker_id, session_total, self.notice, xdist_controller=spawns_workers)
+        self.peers = peers_for(launch, worker_id, session_total, self.notice, xdist_controller=spawns_workers,
+                               rank_port=settings.rank_port, rank_timeout_s=settings.rank_timeout_s)
         self.comparison = Comparison(settings, rootpath, self.notice)
         self.reports = SessionReports(self, invocation_dir)  # last: a usage error above leaves no report lock held
 
@@ -124,7 +125,7 @@ class EnergySession:
 
             self._meter = open_meter(self.settings.meter, self.settings.sampling_hz)
             if self._meter.available:
-                self.peers.open(self.notice)
+                self.peers.open(self._meter, self.notice)
             if self.peers.holds_machine and self._meter.available:
                 self._neighbours.claim()
             self.environment = environment(self._meter.describe())

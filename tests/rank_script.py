@@ -4,8 +4,10 @@ Each rank joins a gloo process group (the tests' own collectives), opens a ``Ran
 and runs ``--tests`` windows: an all-reduce (the test's work), then every device its node
 shows (``--gpus`` GPUs of ``10 * (node + 1) + i`` J, the CPU 5 J, the RAM 1 J, the same on
 every rank of the node), of which the exchange counts its rank's share, combined over the ranks.
-It writes one JSON line per test to ``--out``/rank<RANK>.jsonl; rank ``--slow`` reports its second test only after rank 0 gave up
-on it, rank ``--kill`` kills itself there. ``--bench N`` times N combines.
+It writes one JSON line per test (per repeat, with ``--repeats``: repeat ``r`` spends ``r + 1`` times as
+much) to ``--out``/rank<RANK>.jsonl; rank ``--slow`` reports its second test only after rank 0 gave up on
+it, rank ``--lag`` falls behind within a test's repeats, rank ``--kill`` kills itself there. ``--bench N``
+times N combines.
 """
 
 from __future__ import annotations
@@ -25,16 +27,24 @@ import torch.distributed as dist
 
 from pytest_energy.decide.figures import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
+from pytest_energy.measure.cuda_devices import CudaGpus
 from pytest_energy.measure.rank_exchange import RankExchange
 from pytest_energy.measure.ranks import detect
 
 NODE_WIDE_J = {"cpu": 5.0, "ram": 1.0}
 
 
-def node_measurement(node: int, gpus: int) -> Measurement:
-    readings = [Reading("gpu", f"gpu{i}", 10.0 * (node + 1) + i, "nvml-counter", label="Fake GPU") for i in range(gpus)]
-    readings += [Reading(component, component, joules, "rapl-counter") for component, joules in NODE_WIDE_J.items()]
+def node_measurement(node: int, gpus: int, scale: float = 1.0) -> Measurement:
+    readings = [Reading("gpu", f"gpu{i}", scale * (10.0 * (node + 1) + i), "nvml-counter", label="Fake GPU")
+                for i in range(gpus)]
+    readings += [Reading(component, component, scale * joules, "rapl-counter") for component, joules in NODE_WIDE_J.items()]
     return Measurement(1.0 + node, tuple(readings))
+
+
+def node_gpus(gpus: int) -> CudaGpus:
+    """The node's GPUs by UUID, in CUDA order, as the NVML source names their readings."""
+    uuids = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(gpus)]
+    return CudaGpus(tuple(uuids), {uuid: f"gpu{i}" for i, uuid in enumerate(uuids)})
 
 
 def wait_for_line(path: Path, index: int, limit_s: float = 120.0) -> None:
@@ -55,13 +65,15 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=-1)
     parser.add_argument("--kill", type=int, default=-1)
     parser.add_argument("--bench", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--lag", type=int, default=-1)
     args = parser.parse_args()
     launch = detect()
     assert launch is not None, "not a distributed launch"
     if args.kill >= 0:  # torchrun stops the others once it sees a rank died: they finish their test first,
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a pytest session writing its report would
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-    exchange = RankExchange(launch, timeout_s=args.timeout)
+    exchange = RankExchange(launch, timeout_s=args.timeout, gpus=node_gpus(args.gpus))
     out = Path(args.out, f"rank{launch.rank}.jsonl")
     if args.bench:
         costs = []
@@ -83,14 +95,18 @@ def main() -> None:
                 wait_for_line(Path(args.out, "rank0.jsonl"), index)  # reports only once rank 0 gave up on it
             if index == 1 and launch.rank == args.kill:
                 os.kill(os.getpid(), signal.SIGKILL)
-            combined = exchange.combine(f"test_suite.py::test_{index}", node_measurement(launch.node_rank, args.gpus))
-            stream.write(json.dumps({
-                "test": index, "rank": launch.rank, "node": launch.node, "total_j": combined.total_j,
-                "duration_s": combined.duration_s,
-                "devices": {f"{r.component} {r.device}": r.joules for r in combined.readings},
-                "lower_bound": lower_bound_reasons(combined), "notes": list(combined.notes),
-            }) + "\n")
-            stream.flush()
+            for repeat in range(args.repeats):  # a test's repeats (or the baseline's), each its own window
+                if repeat and launch.rank == args.lag:
+                    time.sleep(0.2 * repeat)  # a rank that falls behind within a test's repeats
+                seen = node_measurement(launch.node_rank, args.gpus, scale=repeat + 1.0)
+                combined = exchange.combine(f"test_suite.py::test_{index}", seen)
+                stream.write(json.dumps({
+                    "test": index, "repeat": repeat, "rank": launch.rank, "node": launch.node,
+                    "total_j": combined.total_j, "duration_s": combined.duration_s,
+                    "devices": {f"{r.component} {r.device}": r.joules for r in combined.readings},
+                    "lower_bound": lower_bound_reasons(combined), "notes": list(combined.notes),
+                }) + "\n")
+                stream.flush()
     if args.kill < 0:
         dist.destroy_process_group()
     exchange.close()

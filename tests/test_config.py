@@ -236,13 +236,13 @@ ACCEPTED_TYPES = {
     "cap": (dict,),  # a table of caps per phase (its values are checked by the tests above)
     "all": (bool,), "autosave": (bool,), "normalized": (bool,),
     "sampling-hz": (int, float), "check-interval": (int, float), "baseline-repeats": (int,),
-    "macs-cap": (int, float), "params-cap": (int, float), "repeats": (int,), "warmup": (int,),
+    "macs-cap": (int, float), "params-cap": (int, float), "repeats": (int,), "warmup": (int,), "rank-port": (int,),
 }
 WRONG_TYPES = [
     (option.key, kind)
     for option in OPTIONS
     for kind, value in TOML_VALUES.items()
-    if not isinstance(value, ACCEPTED_TYPES.get(option.key, ())) or (option.key in ("baseline-repeats", "repeats", "warmup") and value is True)
+    if not isinstance(value, ACCEPTED_TYPES.get(option.key, ())) or (option.key in ("baseline-repeats", "repeats", "warmup", "rank-port") and value is True)
 ]
 
 
@@ -493,3 +493,48 @@ def test_an_empty_pyproject_key_is_a_usage_error(pytester: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = usage_error_lines(result)
     assert "key 'session-cap' is empty: give it a value or remove the key" in line
+
+
+# -- the ranks' exchange (torchrun, srun) ---------------------------------------------------------
+
+
+def test_the_rank_port_comes_from_the_option_then_the_environment_then_pyproject_then_ini() -> None:
+    environ = {"PYTEST_ENERGY_RANK_PORT": "29600"}
+    layers = {"pyproject": {"rank-port": 29700}, "ini": {"energy_rank_port": "29800"}}
+    assert build_settings(cli={"energy_rank_port": "29500"}, environ=environ, **layers).rank_port == 29500
+    assert build_settings(cli={}, environ=environ, **layers).rank_port == 29600
+    assert build_settings(cli={}, environ={"PYTEST_ENERGY_RANK_PORT": ""}, **layers).rank_port == 29700
+    assert settings(ini={"energy_rank_port": "29800"}).rank_port == 29800
+    assert settings().rank_port is None and settings().rank_timeout_s == 60.0
+    assert settings(pyproject={"rank-timeout": "2min"}).rank_timeout_s == 120.0
+
+
+@pytest.mark.parametrize(("layers", "named"), [
+    ({"cli": {"energy_rank_port": "70000"}}, "option --energy-rank-port: '70000' is out of range: allowed 1 to 65535"),
+    ({"cli": {"energy_rank_port": "0"}}, "option --energy-rank-port: '0' is out of range"),
+    ({"pyproject": {"rank-port": "http"}}, "key 'rank-port': expected a TCP port"),
+    ({"environ": {"PYTEST_ENERGY_RANK_PORT": "-1"}}, "environment variable PYTEST_ENERGY_RANK_PORT: expected a TCP port"),
+    ({"cli": {"energy_rank_timeout": "0.01s"}}, "option --energy-rank-timeout: '0.01s' is out of range: allowed 0.1 to 3600 s"),
+    ({"cli": {"energy_rank_timeout": "2h"}}, "option --energy-rank-timeout: '2h' is out of range"),
+    ({"pyproject": {"rank-timeout": 60}}, "key 'rank-timeout': expected a duration"),
+])
+def test_a_bad_rank_port_or_timeout_is_refused_naming_where_and_the_range(layers: Dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_settings(**{"cli": {}, "pyproject": {}, "ini": {}, "source": "/project/pyproject.toml", **layers})
+    assert named in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize(("argument", "environ", "named"), [
+    ("--energy-rank-port=65536", {}, "option --energy-rank-port: '65536' is out of range: allowed 1 to 65535"),
+    ("--energy-rank-timeout=forever", {}, "option --energy-rank-timeout: invalid duration 'forever'"),
+    ("--energy-meter=none", {"PYTEST_ENERGY_RANK_PORT": "port"}, "environment variable PYTEST_ENERGY_RANK_PORT: "),
+])
+def test_a_bad_rank_port_or_timeout_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                     argument: str, environ: Dict[str, str], named: str) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    pytester.makepyfile(MARKED_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", argument)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = usage_error_lines(result)
+    assert named in line, line

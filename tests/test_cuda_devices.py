@@ -47,7 +47,8 @@ def test_fastest_first_on_different_models_is_stated_not_guessed() -> None:
     assert "fastest first" in cuda_visible("0", MIXED, "FASTEST_FIRST").unresolved
     assert cuda_visible("1", MIXED, "PCI_BUS_ID") == devices(1)
     assert cuda_visible("GPU-1", MIXED) == devices(1), "UUIDs need no order"
-    assert cuda_visible(None, MIXED) == devices(0, 1), "all of them: the set needs no order"
+    assert cuda_visible(None, MIXED) == Visible(devices(0, 1).devices, ordered=False), "all of them, in an order only CUDA knows"
+    assert cuda_visible(None, MIXED, "PCI_BUS_ID").ordered and cuda_visible(None, SAME).ordered
 
 
 def test_mig_slices_are_cuda_devices_of_their_own() -> None:

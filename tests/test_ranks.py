@@ -1,6 +1,6 @@
 """Ranks of a distributed launch: who counts which device, and one figure per test from all ranks.
 
-The pure parts (``detect``, ``own_gpu_positions``, ``own_readings``, ``combine``) are tested
+The pure parts (``detect``, ``own_cuda_ordinals``, ``own_readings``, ``combine``) are tested
 directly; the exchange with real ``python -m torch.distributed.run`` launches (gloo, CPU) of
 ``tests/rank_script.py``: two ranks with one slower than the timeout, four ranks on one node
 with one killed mid-test, two "nodes" of two ranks (two launches with distinct node ranks),
@@ -20,11 +20,14 @@ from typing import Any, Dict, List, Sequence
 import pytest
 from hypothesis import given, strategies as st
 
+from fakes import fake_pynvml
+from fakes.powercap import FakePowercap
 from pytest_energy.decide.figures import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
+from pytest_energy.measure.cuda_devices import CudaGpus
 from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.measure.ranks import (
-    Launch, LaunchError, RankFigure, combine, detect, own_gpu_positions, own_readings,
+    Launch, LaunchError, RankFigure, combine, detect, own_cuda_ordinals, own_readings,
 )
 
 SCRIPT = Path(__file__).resolve().parent / "rank_script.py"
@@ -77,7 +80,7 @@ def test_torch_is_not_imported_outside_a_launch() -> None:
 @given(visible=st.integers(0, 16), local_world_size=st.integers(1, 16))
 def test_every_visible_gpu_is_counted_by_some_rank_and_once_when_each_has_one(visible: int,
                                                                                 local_world_size: int) -> None:
-    shares = [own_gpu_positions(visible, local, local_world_size) for local in range(local_world_size)]
+    shares = [own_cuda_ordinals(visible, local, local_world_size) for local in range(local_world_size)]
     counted = [position for share in shares for position in share]
     assert set(counted) == set(range(visible))
     if visible >= local_world_size:
@@ -91,12 +94,18 @@ def node_seen(gpus: int) -> Measurement:
                              Reading("ram", "dram", 1.0, "rapl-counter")))
 
 
+def node_gpus(gpus: int) -> CudaGpus:
+    """``node_seen``'s GPUs by UUID, in CUDA order (the NVML order here)."""
+    uuids = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(gpus)]
+    return CudaGpus(tuple(uuids), {uuid: f"gpu{i}" for i, uuid in enumerate(uuids)})
+
+
 def launch_of(rank: int, world_size: int = 4, local_world_size: int = 4) -> Launch:
     return Launch(rank, rank % local_world_size, world_size, local_world_size, rank // local_world_size, None, 1, "torchrun")
 
 
 def test_each_rank_counts_its_gpu_and_only_local_rank_0_the_cpu_and_ram() -> None:
-    shares = [own_readings(node_seen(4), launch_of(rank)) for rank in range(4)]
+    shares = [own_readings(node_seen(4), launch_of(rank), node_gpus(4)) for rank in range(4)]
     assert [[r.device for r in share.readings] for share in shares] == [
         ["gpu0", "package-0", "dram"], ["gpu1"], ["gpu2"], ["gpu3"]]
     combined = combine([RankFigure(rank, "node0", share) for rank, share in enumerate(shares)], {}, launch_of(0))
@@ -113,7 +122,7 @@ def test_a_device_two_ranks_counted_is_counted_once_and_partial_flags_are_kept()
 
 
 def test_a_missing_rank_makes_a_lower_bound_naming_it_for_what_it_would_have_counted() -> None:
-    figures = [RankFigure(0, "node0", own_readings(node_seen(2), launch_of(0, 4, 2)))]
+    figures = [RankFigure(0, "node0", own_readings(node_seen(2), launch_of(0, 4, 2), node_gpus(2)))]
     combined = combine(figures, {2: "did not report within 3 s"}, launch_of(0, 4, 2), measured=("gpu", "cpu", "ram"))
     missing = sorted((r.component, r.device) for r in combined.readings if r.joules is None)
     assert missing == [("cpu", "node1:rank2"), ("gpu", "node1:rank2"), ("ram", "node1:rank2")]  # node 1's local rank 0
@@ -130,8 +139,8 @@ def test_a_test_one_rank_did_not_run_costs_only_that_test() -> None:
 
     port = free_port_pair()
     launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
-    exchanges = [RankExchange(launches[0], timeout_s=3.0)]
-    exchanges.append(RankExchange(launches[1], timeout_s=3.0))
+    exchanges = [RankExchange(launches[0], timeout_s=3.0, gpus=node_gpus(2))]
+    exchanges.append(RankExchange(launches[1], timeout_s=3.0, gpus=node_gpus(2)))
     figures: Dict[int, List[Measurement]] = {0: [], 1: []}
 
     def run(rank: int, tests: Sequence[str]) -> None:
@@ -262,7 +271,10 @@ sys.path.insert(0, {tests!r})
 from fakes import fake_pynvml
 
 def pytest_configure(config):
-    fake_pynvml._driver = fake_pynvml.FakeNvml(fake_pynvml.gpus(50.0, 500.0))  # each rank's view of the node
+    boards = fake_pynvml.gpus(50.0, 500.0)  # each rank's view of the node
+    for board in boards:
+        board.name = "NVIDIA Fake GPU"  # one model: CUDA's order is the PCI order, so rank 0 counts gpu0 alone
+    fake_pynvml._driver = fake_pynvml.FakeNvml(boards)
     sys.modules["pynvml"] = fake_pynvml
 """
 RANKED_SUITE = """
@@ -366,3 +378,175 @@ def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path
     assert test["verdict"] == "over-cap" and test["energy_j"] > 50.0
     for node in (0, 1):
         assert "stopped early" in outputs[node], outputs[node][-2000:]
+
+
+NODE_CONFTEST = """
+import functools
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import fake_pynvml
+from pytest_energy.measure import rapl
+
+sys.modules["codecarbon"] = None  # auto: NVML for the GPUs, RAPL for the CPU and RAM, no CodeCarbon to open
+UNBOUND = rapl.RaplSource
+
+
+def pytest_configure(config):  # each rank sees the node: its four GPUs (idle until driven) and its powercap tree
+    boards = fake_pynvml.gpus(0.0, 0.0, 0.0, 0.0)
+    for board in boards:
+        board.name = "NVIDIA Fake GPU"  # one model: CUDA's order is the PCI order
+    fake_pynvml._driver = fake_pynvml.FakeNvml(boards)
+    sys.modules["pynvml"] = fake_pynvml
+    rapl.RaplSource = functools.partial(UNBOUND, {powercap!r})
+"""
+NODE_SUITE = """
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fakes import fake_pynvml
+
+WATTS = {watts!r}  # NVML board index -> what it draws while its rank works on it
+NODE = Path({node!r})
+RANK, LOCAL_RANK, WORLD_SIZE = (int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def barrier(name):
+    (NODE / f"{{name}}.{{RANK}}").touch()
+    deadline = time.monotonic() + 120
+    while len(list(NODE.glob(f"{{name}}.*"))) < WORLD_SIZE and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def spend_on_cpu(zone, joules):  # the node's counters, shared by the ranks: one writer at a time
+    counter = Path({powercap!r}, zone, "energy_uj")
+    with open(NODE / "powercap.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        staged = counter.with_name(".energy_uj.new")
+        staged.write_text(str(int(counter.read_text()) + round(joules * 1e6)) + "\\n")
+        os.replace(staged, counter)
+
+
+@pytest.mark.energy
+def test_node_work():
+    barrier("started")  # every rank's window is open before any rank spends
+    handle = fake_pynvml.nvmlDeviceGetHandleByUUID(os.environ["CUDA_VISIBLE_DEVICES"].split(",")[LOCAL_RANK])
+    index = fake_pynvml.nvmlDeviceGetIndex(handle)  # the board CUDA gives this rank as cuda:LOCAL_RANK
+    before = fake_pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    fake_pynvml._driver.drive(index, WATTS[index])
+    time.sleep(0.3)
+    fake_pynvml._driver.drive(index, 0.0)
+    spent = (fake_pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) - before) / 1000.0
+    (NODE / f"gpu{{index}}.json").write_text(json.dumps(spent))
+    spend_on_cpu("intel-rapl:0", 2.0 + RANK)
+    spend_on_cpu("intel-rapl:0/intel-rapl:0:1", 0.5 * (RANK + 1))
+    barrier("spent")  # and no rank's window closes before every rank spent
+"""
+
+
+def test_four_ranks_of_a_pytest_session_report_each_gpu_and_the_cpu_and_ram_once_with_the_node_total(
+        tmp_path: Path) -> None:
+    """Four ranks on one node, each seeing its four fake GPUs and its fake RAPL tree, ``CUDA_VISIBLE_DEVICES``
+    permuted: each rank drives only the board CUDA gives it and spends on the shared CPU and DRAM counters."""
+    tree = FakePowercap(tmp_path / "powercap").add_package(0, max_range_uj=100_000_000_000)
+    node = tmp_path / "node"
+    node.mkdir()
+    uuids = [board.uuid for board in fake_pynvml.gpus(0.0, 0.0, 0.0, 0.0)]
+    watts = {0: 100.0, 1: 200.0, 2: 300.0, 3: 400.0}
+    (tmp_path / "conftest.py").write_text(NODE_CONFTEST.format(tests=str(Path(__file__).resolve().parent),
+                                                               powercap=str(tree.root)))
+    (tmp_path / "test_node.py").write_text(NODE_SUITE.format(watts=watts, node=str(node), powercap=str(tree.root)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", "--master_addr=127.0.0.1",
+               f"--master_port={free_port_pair()}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+               "-p", "no:xdist", "-p", "no:cacheprovider", "--energy-meter=auto", "--energy-json=energy.json",
+               "test_node.py"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+           "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path),
+           "CUDA_VISIBLE_DEVICES": ",".join(uuids[i] for i in (2, 0, 3, 1))}
+    env.pop("CUDA_DEVICE_ORDER", None)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    outputs = {int(path.parent.name): path.read_text() for path in tmp_path.glob("logs/**/stdout.log")}
+    assert done.returncode == 0 and sorted(outputs) == [0, 1, 2, 3], done.stdout[-2000:] + done.stderr[-2000:]
+    [test] = json.loads((tmp_path / "energy.json").read_text())["tests"]
+    devices: Dict[str, List[Any]] = {}
+    for device in test["devices"]:
+        devices.setdefault(device["component"], []).append((device["device"], device["joules"]))
+    spent_on_gpus = {f"node0:gpu{index}": json.loads((node / f"gpu{index}.json").read_text()) for index in watts}
+    assert sorted(devices["gpu"]) == sorted(spent_on_gpus.items())  # each GPU once, counted by the rank that drove it
+    assert all(joules > 0.25 * watts[index] for index, joules in enumerate(spent_on_gpus.values()))
+    [(_, cpu_j)] = devices["cpu"]  # counted once for the node, by local rank 0
+    [(_, ram_j)] = devices["ram"]
+    assert cpu_j == pytest.approx(tree.energy_uj("intel-rapl:0") / 1e6, abs=1e-6)
+    assert ram_j == pytest.approx(tree.energy_uj("intel-rapl:0:1") / 1e6, abs=1e-6)
+    assert test["energy_j"] == pytest.approx(sum(spent_on_gpus.values()) + cpu_j + ram_j, abs=1e-6)
+
+
+def test_the_rank_port_option_wins_over_the_environment_and_the_port_after_master_port(tmp_path: Path) -> None:
+    """``MASTER_PORT + 1`` and ``$PYTEST_ENERGY_RANK_PORT`` are both taken; ``--energy-rank-port`` names a free one."""
+    (tmp_path / "conftest.py").write_text(FAKE_GPUS_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    (tmp_path / "test_ranked.py").write_text("import pytest\n\n@pytest.mark.energy\ndef test_one():\n    pass\n")
+    master_port = free_port_pair()
+    with socket.socket() as taken, socket.socket() as free:
+        taken.bind(("127.0.0.1", master_port + 1))
+        taken.listen()
+        free.bind(("127.0.0.1", 0))
+        rank_port = free.getsockname()[1]
+        free.close()
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                   f"--master_port={master_port}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+                   "-p", "no:xdist", "-p", "no:cacheprovider", "--energy-meter=nvml", "--energy-json=energy.json",
+                   f"--energy-rank-port={rank_port}", "--energy-rank-timeout=20s", "test_ranked.py"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+               "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path), "PYTEST_ENERGY_RANK_PORT": str(master_port + 1)}
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "energy.json").read_text())
+    assert not [notice for notice in report["notices"] if "exchange" in notice], report["notices"]
+    [test] = report["tests"]
+    assert sorted(device["device"] for device in test["devices"] if device["component"] == "gpu") == [
+        "node0:gpu0", "node0:gpu1"]
+
+
+def test_a_program_on_the_exchange_port_that_never_answers_is_no_hang() -> None:
+    """Before, a rank's ``TCPStore`` client waited for ever on a port where something accepted and stayed silent
+    (torch's timeout does not bound its handshake): a taken ``MASTER_PORT + 1`` hung every rank but 0."""
+    import threading
+
+    from pytest_energy.measure.rank_exchange import ExchangeUnavailable, RankExchange
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        raised: List[BaseException] = []
+
+        def open_exchange() -> None:
+            try:
+                RankExchange(Launch(1, 1, 2, 2, 0, "127.0.0.1", port - 1, "torchrun"), port, timeout_s=1.0)
+            except BaseException as error:
+                raised.append(error)
+
+        opening = threading.Thread(target=open_exchange, daemon=True)
+        opening.start()
+        opening.join(timeout=30)  # a hang guard
+        assert not opening.is_alive(), "opening the exchange hangs"
+    [error] = raised
+    assert isinstance(error, ExchangeUnavailable) and "nothing answered" in str(error) and "--energy-rank-port" in str(error)
+
+
+def test_each_repeat_of_a_test_is_combined_over_the_ranks_with_its_own_repeat(tmp_path: Path) -> None:
+    """A test (or the baseline) measured several times in a row: every window is combined with the same
+    window of the other ranks (matched by node id and run count), even with one rank falling behind."""
+    [output] = finish(torchrun(tmp_path, 2, "--gpus", 2, "--tests", 2, "--repeats", 3, "--lag", 1, "--timeout", 20,
+                               port=free_port_pair()))
+    by_rank = results(tmp_path)
+    assert sorted(by_rank) == [0, 1], output[-3000:]
+    for lines in by_rank.values():
+        assert [(line["test"], line["repeat"]) for line in lines] == [(t, r) for t in range(2) for r in range(3)]
+        assert [line["total_j"] for line in lines] == [27.0 * (r + 1) for _ in range(2) for r in range(3)]
+        assert all(line["lower_bound"] == [] for line in lines)
+        assert all(line["devices"]["gpu node0:gpu1"] == 11.0 * (line["repeat"] + 1) for line in lines)  # rank 1's
+    assert by_rank[0] == [{**line, "rank": 0} for line in by_rank[1]]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 _ORDINAL = re.compile(r"^\d+$")
 
@@ -37,6 +37,38 @@ class Visible:
 
     devices: Tuple[Tuple[int, str], ...] = ()
     unresolved: str = ""  # non-empty: which devices CUDA uses cannot be told without CUDA, and why
+    ordered: bool = True  # False: the set is known but not its CUDA order (all GPUs, fastest first, mixed models)
+
+
+@dataclasses.dataclass(frozen=True)
+class CudaGpus:
+    """The GPUs this process's CUDA uses, as a GPU source measures them.
+
+    ``order``: their UUIDs in CUDA order (empty where only CUDA could tell the order);
+    ``devices``: UUID -> the device name of the reading that measures it (NVML's ``gpu3`` for
+    board 3, a MIG slice's UUID for the slice).
+    """
+
+    order: Tuple[str, ...] = ()
+    devices: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def bare_uuid(uuid: str) -> str:
+    """A UUID without NVML's ``GPU-``/``MIG-`` prefix, as torch gives it."""
+    return uuid[4:] if uuid[:4] in ("GPU-", "MIG-") else uuid
+
+
+def torch_current_uuid() -> Optional[str]:
+    """The UUID of ``torch.cuda.current_device()``, when torch is already imported and CUDA initialised."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_initialized():
+            return None
+        return str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    except Exception:  # a torch without CUDA, or a broken context: the CUDA order alone decides
+        return None
 
 
 def torch_uuids() -> Optional[List[str]]:
@@ -64,7 +96,8 @@ def cuda_visible(spec: Optional[str], boards: Sequence[Board], order: Optional[s
     open is not enumerated by CUDA either.
     """
     if spec is None:
-        return Visible(tuple(device for board in boards for device in _entire(board)))
+        ordered = (order or "").strip() == "PCI_BUS_ID" or len({board.name for board in boards}) <= 1
+        return Visible(tuple(device for board in boards for device in _entire(board)), ordered=ordered)
     entries = [part.strip() for part in spec.split(",")]
     kind = "ordinal" if entries and _ORDINAL.match(entries[0]) else "uuid"
     chosen: List[Tuple[int, str]] = []

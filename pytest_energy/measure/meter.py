@@ -16,6 +16,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence,
 
 from . import METER_CHOICES
 from .base import COMPONENTS, DeviceTotal, Measurement, Reading, Source, SourceUnavailable
+from .cuda_devices import CudaGpus
 
 _SOURCE_PATHS = {
     "nvml": "pytest_energy.measure.nvml:NvmlSource",
@@ -79,6 +80,13 @@ class Meter:
                 if total.component in components:
                     totals[f"{source.name}:{key}"] = total
         return totals
+
+    def cuda_gpus(self) -> CudaGpus:
+        """The GPUs the GPU source measures, by UUID in CUDA order (empty for a source that cannot tell them apart)."""
+        for source, components in self.assigned:
+            if "gpu" in components and hasattr(source, "cuda_gpus"):
+                return source.cuda_gpus()  # type: ignore[attr-defined, no-any-return]
+        return CudaGpus()
 
     def window(self) -> "Window":
         return Window(self)

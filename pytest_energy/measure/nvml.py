@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from .base import DeviceTotal, Source, SourceUnavailable
-from .cuda_devices import Board, Visible, cuda_visible, torch_uuids
+from .cuda_devices import Board, CudaGpus, Visible, cuda_visible, torch_uuids
 
 COUNTER_UPDATE_PERIOD_S = 0.1  # NVML refreshes the energy counter about every 100 ms
 AVERAGED_POWER_LAG_S = 1.0  # nvmlDeviceGetPowerUsage: "power averaged over 1 sec" on Ampere (but GA100) and newer
@@ -94,6 +94,7 @@ class NvmlSource(Source):
         self._gpus: List[_Gpu] = []
         self._slices: List[str] = []  # MIG UUIDs this process uses: unmeasured
         self._unresolved = ""  # which GPUs CUDA uses cannot be told: why (the GPU is unmeasured)
+        self._cuda = CudaGpus()  # the GPUs CUDA uses, by UUID, in CUDA order: which a rank of a launch counts
         self.notes: List[str] = []  # other GPUs that could not be opened
         self._driver = ""
         self._lock = threading.Lock()
@@ -141,6 +142,10 @@ class NvmlSource(Source):
         self._slices = [mig for _, mig in visible.devices if mig]
         for index in dict.fromkeys(index for index, mig in visible.devices if not mig):
             self._gpus.append(self._probe(pynvml, index, handles[index]))
+        uuids_by_index = {gpu.index: gpu.uuid for gpu in self._gpus}
+        devices = {**{gpu.uuid: gpu.key for gpu in self._gpus}, **{mig: mig for mig in self._slices}}
+        order = tuple(mig or uuids_by_index[index] for index, mig in visible.devices) if visible.ordered else ()
+        self._cuda = CudaGpus(order, devices)
 
     def _boards(self, pynvml: ModuleType, handles: Dict[int, object]) -> List[Board]:
         """Every GPU NVML can open; one it cannot (lost, hidden by cgroups) is a note."""
@@ -202,6 +207,10 @@ class NvmlSource(Source):
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
             return watts
         return pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0
+
+    def cuda_gpus(self) -> CudaGpus:
+        """The measured GPUs (and MIG slices) by UUID, in CUDA order, with the device each reading names."""
+        return self._cuda
 
     @property
     def components(self) -> FrozenSet[str]:

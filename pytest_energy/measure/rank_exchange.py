@@ -1,7 +1,8 @@
 """The channel through which the ranks of a launch combine each test's figure, and watch live caps.
 
 ``RankExchange`` uses a ``torch.distributed.TCPStore`` of its own (not the test's process
-group), hosted by rank 0 on a port next to ``MASTER_PORT`` (``ranks.Launch.exchange_port``):
+group), hosted by rank 0 on ``--energy-rank-port`` or the port next to ``MASTER_PORT``
+(``ranks.Launch.exchange_port``), each client's connection bounded by ``open_store``:
 at the end of each test every rank publishes its share of the readings, rank 0 gathers them
 until a deadline and publishes the combined figure (``ranks.combine``), which every rank
 then reads, so all ranks decide on the same figure. A rank that does not report in time, or
@@ -13,11 +14,13 @@ torch is imported only when an exchange opens.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Protocol
 
 from .base import Measurement
-from .ranks import PORT_ENV, Launch, RankFigure, combine, own_readings
+from .cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
+from .ranks import PORT_ENV, Launch, LaunchError, RankFigure, combine, own_readings
 
 DEFAULT_TIMEOUT_S = 60.0
 LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
@@ -44,7 +47,7 @@ class LiveWindow:
 
     def read(self) -> Measurement:
         exchange, launch = self._exchange, self._exchange.launch
-        own = RankFigure(launch.rank, launch.node, own_readings(self._window.read(), launch))
+        own = exchange.own(self._window.read())
         figures = [own]
         try:
             store = exchange.live_store()
@@ -56,6 +59,36 @@ class LiveWindow:
         except Exception:  # the figure of this rank alone: the final check still combines every rank's
             pass
         return combine(figures, {}, launch)
+
+
+def open_store(address: str, port: int, world_size: int, host: bool, timeout_s: float) -> Any:
+    """A ``TCPStore`` on ``address:port``: hosted here (``host``), or a client of rank 0's.
+
+    A client waits at most ``timeout_s`` (and a second): torch's own timeout does not bound the
+    handshake, so a program on that port that accepts and never answers would hold it for ever.
+    The connecting thread is then left behind (a daemon, blocked in a socket read, not holding the GIL).
+    """
+    from torch.distributed import TCPStore
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if host:
+        return TCPStore(address, port, world_size, True, timeout, wait_for_workers=False)
+    opened: Dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            opened["store"] = TCPStore(address, port, world_size, False, timeout)
+        except Exception as error:  # raised below, in the caller's thread
+            opened["error"] = error
+
+    thread = threading.Thread(target=connect, name="pytest-energy-rank-store", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 1.0)
+    if "error" in opened:
+        raise opened["error"]
+    if "store" not in opened:
+        raise TimeoutError(f"nothing answered as the exchange within {timeout_s:g} s (another program on the port?)")
+    return opened["store"]
 
 
 class ExchangeUnavailable(Exception):
@@ -72,9 +105,11 @@ class RankExchange:
     not cost every test the full timeout). A rank 0 that cannot be reached is not asked again.
     """
 
-    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, launch: Launch, port: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 gpus: CudaGpus = CudaGpus()):
         self.launch = launch
         self.timeout_s = timeout_s
+        self.gpus = gpus  # the meter's GPUs by UUID: which of them are this rank's
         self._runs: Dict[str, int] = {}  # how often each test was combined
         self._measured: Iterable[str] = ()  # the components this rank's meter measured in the last window
         self._unreachable: Optional[str] = None  # why rank 0 is no longer asked
@@ -82,38 +117,51 @@ class RankExchange:
         self._published: List[str] = []  # on rank 0: the tests' keys whose combined figure is kept, oldest first
         self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
         self._live_store: Any = None  # the live watchdog's own connection (it reads from another thread)
+        self._live_failed = ""  # why that connection could not be opened
         self._address = launch.master_addr or "127.0.0.1"
-        address, port = self._address, launch.exchange_port(port)
-        self._port = port
         try:
-            from torch.distributed import TCPStore
-
-            self._store = TCPStore(address, port, launch.world_size, launch.rank == 0,
-                                   datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+            port = launch.exchange_port(port)
+        except LaunchError as error:
+            raise ExchangeUnavailable(f"cannot open the ranks' energy exchange: {error}") from None
+        address, self._port = self._address, port
+        try:
+            self._store = open_store(address, port, launch.world_size, launch.rank == 0, timeout_s)
         except Exception as error:  # no torch, port taken, rank 0 not there in time
             raise ExchangeUnavailable(f"cannot open the ranks' energy exchange on {address}:{port} "
                                       f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                                      f"set {PORT_ENV} to a free port") from None
+                                      f"set --energy-rank-port (or {PORT_ENV}) to a free port") from None
 
     def live(self, nodeid: str, window: Readable) -> LiveWindow:
         """``window`` of the test ``nodeid`` about to run, as its live watchdog should read it over the ranks."""
         return LiveWindow(self, f"{nodeid}#{self._runs.get(nodeid, 0) + 1}", window)
 
     def live_store(self) -> Any:
-        """A client connection of the watchdog's own to the store, opened on first use."""
+        """A client connection of the watchdog's own to the store, opened on first use; not tried again
+        once it failed (each try may wait ``timeout_s``, and the watchdog reads every check interval)."""
         if self._live_store is None:
-            from torch.distributed import TCPStore
-
-            self._live_store = TCPStore(self._address, self._port, self.launch.world_size, False,
-                                        datetime.timedelta(seconds=self.timeout_s))
+            if self._live_failed:
+                raise ExchangeUnavailable(self._live_failed)
+            try:
+                self._live_store = open_store(self._address, self._port, self.launch.world_size, False, self.timeout_s)
+            except Exception as error:
+                self._live_failed = f"the live watchdog's connection failed ({type(error).__name__})"
+                raise
         return self._live_store
+
+    def own(self, measurement: Measurement) -> RankFigure:
+        """This rank's share of ``measurement``: its GPU(s) by UUID, in torch's CUDA order and with
+        torch's current device when CUDA is initialised (``ranks.own_readings``)."""
+        readings = own_readings(measurement, self.launch, self.gpus, torch_uuids(), torch_current_uuid())
+        counted = {reading.device for reading in readings.readings if reading.component == "gpu"}
+        uuids = {device: uuid for uuid, device in self.gpus.devices.items() if device in counted}
+        return RankFigure(self.launch.rank, self.launch.node, readings, uuids)
 
     def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
         """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
         self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
         key = f"{nodeid}#{self._runs[nodeid]}"
         self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
-        own = RankFigure(self.launch.rank, self.launch.node, own_readings(measurement, self.launch))
+        own = self.own(measurement)
         if self._unreachable is not None:
             return self._alone(own, self._unreachable)
         try:

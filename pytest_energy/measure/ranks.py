@@ -3,10 +3,11 @@
 ``detect`` reads the launch from the environment that ``torchrun`` (``RANK``, ``LOCAL_RANK``,
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or
 ``srun`` (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS``, ``SLURM_NODEID``) sets. Each
-rank counts only its share of what it sees (``own_readings``): its ``LOCAL_RANK``'s GPU(s),
-and the node-wide CPU and RAM on local rank 0 only. ``combine`` makes one test's figure from
-the ranks' (``RankFigure``): energy summed per device (named with its node; a device two
-ranks counted is counted once), time the longest window, partial flags kept; a rank that gave
+rank counts only its share of what it sees (``own_readings``): the GPU(s) CUDA gives its
+``LOCAL_RANK``, by UUID (``CudaGpus``), and the node-wide CPU and RAM on local rank 0 only.
+``combine`` makes one test's figure from the ranks' (``RankFigure``): energy summed per device
+(named with its node; a device two ranks counted, by name or UUID, is counted once), time the
+longest window, partial flags kept; a rank that gave
 no figure is named as a lost device, so the figure is a lower bound. The ranks exchange their
 figures in ``rank_exchange.py``. Nothing here imports torch.
 """
@@ -18,9 +19,11 @@ import json
 import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from . import RANK_PORT_ENV
 from .base import COMPONENTS, Measurement, Reading
+from .cuda_devices import CudaGpus, bare_uuid
 
-PORT_ENV = "PYTEST_ENERGY_RANK_PORT"  # the exchange's port, where the one next to MASTER_PORT is taken
+PORT_ENV = RANK_PORT_ENV  # the exchange's port, where the one next to MASTER_PORT is taken
 NODE_WIDE = ("cpu", "ram")  # counted once per node, by its local rank 0
 MISSING_METHOD = "rank-missing"
 
@@ -58,13 +61,17 @@ class Launch:
         return (self.local_rank if rank is None else rank % self.local_world_size) == 0
 
     def exchange_port(self, port: Optional[int] = None) -> int:
-        """The exchange's port: ``port``, else ``$PYTEST_ENERGY_RANK_PORT``, else the one after ``MASTER_PORT``."""
+        """The exchange's port: ``port`` (``--energy-rank-port``), else ``$PYTEST_ENERGY_RANK_PORT``, else the one
+        after ``MASTER_PORT``."""
         if port is not None:
             return port
         if os.environ.get(PORT_ENV):
-            return _integer(os.environ, PORT_ENV)
+            chosen = _integer(os.environ, PORT_ENV)
+            if not 1 <= chosen <= 65535:
+                raise LaunchError(f"{PORT_ENV}={chosen} is out of range: allowed 1 to 65535")
+            return chosen
         if self.master_port is None:
-            raise LaunchError(f"MASTER_PORT is not set: set it, or {PORT_ENV}, to combine the ranks' energy")
+            raise LaunchError("MASTER_PORT is not set: set it, or --energy-rank-port, to combine the ranks' energy")
         return self.master_port + 1 if self.master_port < 65535 else self.master_port - 1
 
 
@@ -121,10 +128,10 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Optional[Launch]:
                   launcher)
 
 
-def own_gpu_positions(visible: int, local_rank: int, local_world_size: int) -> Tuple[int, ...]:
-    """Which of the ``visible`` GPUs (by position) a local rank counts.
+def own_cuda_ordinals(visible: int, local_rank: int, local_world_size: int) -> Tuple[int, ...]:
+    """Which of the ``visible`` CUDA devices (by CUDA ordinal) a local rank counts.
 
-    With at least one GPU per rank, GPU ``i`` is local rank ``i % local_world_size``'s (one
+    With at least one GPU per rank, ordinal ``i`` is local rank ``i % local_world_size``'s (one
     each under ``cuda:LOCAL_RANK``, and no GPU left uncounted when there are more). With
     fewer GPUs than ranks, a rank counts the one it would use (``LOCAL_RANK % visible``): a
     rank that sees only its own GPU (``CUDA_VISIBLE_DEVICES`` set per rank) counts it, and a
@@ -137,14 +144,37 @@ def own_gpu_positions(visible: int, local_rank: int, local_world_size: int) -> T
     return (local_rank % visible,)
 
 
-def own_readings(measurement: Measurement, launch: Launch) -> Measurement:
-    """The part of ``measurement`` (every device this process sees) that this rank counts."""
-    gpus = [index for index, reading in enumerate(measurement.readings)
-            if reading.component == "gpu" and reading.method != "unmeasured"]
-    mine = {gpus[position] for position in own_gpu_positions(len(gpus), launch.local_rank, launch.local_world_size)}
-    node_wide = launch.counts_node_wide()  # the node's CPU and RAM, and what no source measured, once
-    kept = tuple(reading for index, reading in enumerate(measurement.readings)
-                 if index in mine or (node_wide and index not in gpus))
+def own_gpu_devices(gpus: CudaGpus, launch: Launch, cuda_order: Optional[Sequence[str]] = None,
+                    current: Optional[str] = None) -> Tuple[str, ...]:
+    """The device names of the GPUs ``launch``'s rank counts: those of its CUDA ordinals
+    (``own_cuda_ordinals``) in ``cuda_order`` (torch's, when CUDA is initialised; else
+    ``gpus.order``), and the ``current`` device torch runs on."""
+    order = [bare_uuid(uuid) for uuid in (cuda_order or gpus.order)]
+    mine = {order[i] for i in own_cuda_ordinals(len(order), launch.local_rank, launch.local_world_size)}
+    mine |= {bare_uuid(current)} if current else set()
+    return tuple(device for uuid, device in gpus.devices.items() if bare_uuid(uuid) in mine)
+
+
+def placed_gpu_devices(gpus: CudaGpus, cuda_order: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+    """The device names some rank counts as its own: the GPUs in the CUDA order."""
+    order = {bare_uuid(uuid) for uuid in (cuda_order or gpus.order)}
+    return tuple(device for uuid, device in gpus.devices.items() if bare_uuid(uuid) in order)
+
+
+def own_readings(measurement: Measurement, launch: Launch, gpus: CudaGpus = CudaGpus(),
+                 cuda_order: Optional[Sequence[str]] = None, current: Optional[str] = None) -> Measurement:
+    """The part of ``measurement`` (every device this process sees) that this rank counts.
+
+    A GPU reading is this rank's when its device is one of the GPUs CUDA gives this rank, by
+    UUID (``own_gpu_devices``). A GPU reading no rank can be given (a source's sum over the
+    node's GPUs, as CodeCarbon's; a GPU outside the CUDA order, or no order known) is node-wide:
+    counted, as the CPU and RAM are, by local rank 0.
+    """
+    mine = set(own_gpu_devices(gpus, launch, cuda_order, current))
+    placed = set(placed_gpu_devices(gpus, cuda_order))
+    node_wide = launch.counts_node_wide()
+    kept = tuple(reading for reading in measurement.readings
+                 if (reading.device in mine if reading.component == "gpu" and reading.device in placed else node_wide))
     return dataclasses.replace(measurement, readings=kept)
 
 
@@ -155,17 +185,19 @@ class RankFigure:
     rank: int
     node: str
     measurement: Measurement
+    uuids: Mapping[str, str] = dataclasses.field(default_factory=dict)  # a GPU reading's device -> the GPU's UUID
 
     def to_json(self) -> str:
         return json.dumps({"rank": self.rank, "node": self.node, "duration_s": self.measurement.duration_s,
                            "readings": [reading.to_json() for reading in self.measurement.readings],
-                           "notes": list(self.measurement.notes)})
+                           "notes": list(self.measurement.notes), "uuids": dict(self.uuids)})
 
     @classmethod
     def from_json(cls, text: str) -> "RankFigure":
         data = json.loads(text)
         return cls(data["rank"], data["node"], Measurement(
-            data["duration_s"], tuple(Reading(**reading) for reading in data["readings"]), tuple(data["notes"])))
+            data["duration_s"], tuple(Reading(**reading) for reading in data["readings"]), tuple(data["notes"])),
+            data.get("uuids", {}))
 
 
 def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: Launch,
@@ -175,11 +207,23 @@ def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: L
     ``missing``: rank -> why it gave no figure. Each component that rank would have counted
     (of those measured here or by the others: its GPU, and its node's CPU and RAM if it is the
     node's local rank 0) becomes an unmeasured device, so the figure is a lower bound naming the rank.
+
+    A device is matched across a node's ranks by its name, or by its UUID where the ranks gave it:
+    two GPUs of one name but different UUIDs (ranks each shown only their own GPU, as NVML's
+    ``gpu0``, by cgroups under srun) are two devices, the later named with its rank (``gpu0@rank1``).
     """
     devices: Dict[Tuple[str, str], Reading] = {}
+    named_as: Dict[Tuple[str, str, str], str] = {}  # (component, node, UUID) -> the GPU's name in the figure
+    uuid_of: Dict[Tuple[str, str], str] = {}  # (component, name) -> the UUID of the GPU so named
     for figure in sorted(figures, key=lambda figure: figure.rank):
         for reading in figure.measurement.readings:
             name = f"{figure.node}:{reading.device}"
+            uuid = figure.uuids.get(reading.device, "")
+            if uuid:
+                name = named_as.get((reading.component, figure.node, uuid)) or (
+                    name if uuid_of.get((reading.component, name), uuid) == uuid else f"{name}@rank{figure.rank}")
+                named_as[(reading.component, figure.node, uuid)] = name
+                uuid_of[(reading.component, name)] = uuid
             named = dataclasses.replace(reading, device=name, partial=reading.partial.replace(reading.device, name, 1))
             kept = devices.get((reading.component, name))
             if kept is not None:  # one device two ranks counted: once, its larger figure, lost if either lost it
