@@ -3,9 +3,10 @@
 Each launch is a real ``python -m torch.distributed.run --nproc_per_node=N`` of
 ``tests/rank_script.py --bench``: every rank joins a gloo group, then calls
 ``RankExchange.combine`` ``--tests`` times back to back on its node's readings (4 GPUs, CPU,
-RAM), as each rank does once at the end of every measured test; each rank writes its median
-and slowest combine. This prints, per rank count, the median over ranks of their median
-cost, and the slowest single combine of any rank. On a machine with fewer cores than ranks
+RAM), as each rank does once at the end of every measured test, each followed by the
+reference: a gloo all-reduce of one value on the test's own process group, the smallest
+collective a distributed test makes. This prints, per rank count, the median over ranks of
+their median cost, its ratio to the reference's, and the slowest single combine of any rank. On a machine with fewer cores than ranks
 the ranks share them, so the figures include waiting for a core.
 
     python benchmarks/bench_rank_combine.py [--ranks 2 4 8] [--tests 200]
@@ -44,8 +45,10 @@ def run(ranks: int, tests: int) -> str:
         if done.returncode or len(figures) != ranks:
             return f"{ranks} ranks: failed ({done.returncode}): {done.stdout[-500:]}{done.stderr[-1500:]}"
     median_ms = statistics.median(figure["median_s"] for figure in figures) * 1e3
+    reference_ms = statistics.median(figure["all_reduce_median_s"] for figure in figures) * 1e3
     slowest_ms = max(figure["max_s"] for figure in figures) * 1e3
-    return f"{ranks} ranks: {median_ms:.2f} ms per test (median over ranks), slowest combine {slowest_ms:.1f} ms"
+    return (f"{ranks} ranks: {median_ms:.2f} ms per test (median over ranks), {median_ms / reference_ms:.1f}x a gloo "
+            f"all-reduce of one value ({reference_ms:.2f} ms); slowest combine {slowest_ms:.1f} ms")
 
 
 def main() -> None:

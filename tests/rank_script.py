@@ -7,7 +7,7 @@ every rank of the node), of which the exchange counts its rank's share, combined
 It writes one JSON line per test (per repeat, with ``--repeats``: repeat ``r`` spends ``r + 1`` times as
 much) to ``--out``/rank<RANK>.jsonl; rank ``--slow`` reports its second test only after rank 0 gave up on
 it, rank ``--lag`` falls behind within a test's repeats, rank ``--kill`` kills itself there. ``--bench N``
-times N combines.
+times N combines, each followed by a gloo all-reduce of one value (the reference).
 """
 
 from __future__ import annotations
@@ -75,15 +75,19 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     exchange = RankExchange(launch, timeout_s=args.timeout, gpus=node_gpus(args.gpus))
     out = Path(args.out, f"rank{launch.rank}.jsonl")
-    if args.bench:
-        costs = []
+    if args.bench:  # each combine, and as a reference one gloo all-reduce of one value, interleaved
+        costs, references = [], []
         seen = node_measurement(launch.node_rank, args.gpus)
         dist.barrier()
         for index in range(args.bench):
             start = time.perf_counter()
             exchange.combine(f"bench::{index}", seen)
             costs.append(time.perf_counter() - start)
-        out.write_text(json.dumps({"median_s": statistics.median(costs), "max_s": max(costs)}))
+            start = time.perf_counter()
+            dist.all_reduce(torch.ones(1))
+            references.append(time.perf_counter() - start)
+        out.write_text(json.dumps({"median_s": statistics.median(costs), "max_s": max(costs),
+                                   "all_reduce_median_s": statistics.median(references)}))
         return
     with out.open("w", encoding="utf-8") as stream:
         for index in range(args.tests):
