@@ -29,7 +29,7 @@ from pytest_energy.decide.figures import lower_bound_reasons
 from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.measure.cuda_devices import CudaGpus
 from pytest_energy.measure.rank_exchange import RankExchange
-from pytest_energy.measure.ranks import detect
+from pytest_energy.measure.ranks import Launch, detect
 
 NODE_WIDE_J = {"cpu": 5.0, "ram": 1.0}
 
@@ -88,7 +88,16 @@ def main() -> None:
             references.append(time.perf_counter() - start)
         out.write_text(json.dumps({"median_s": statistics.median(costs), "max_s": max(costs),
                                    "all_reduce_median_s": statistics.median(references)}))
-        return
+    else:
+        run_tests(args, launch, exchange, out)
+    if args.kill < 0:  # a gloo group left at exit can abort the process ("terminate called without an active exception")
+        dist.destroy_process_group()
+    exchange.close()
+    sys.stdout.flush()
+
+
+def run_tests(args: argparse.Namespace, launch: Launch, exchange: RankExchange, out: Path) -> None:
+    """``--tests`` tests of ``--repeats`` windows each, one JSON line per window."""
     with out.open("w", encoding="utf-8") as stream:
         for index in range(args.tests):
             if args.kill < 0 or index < 1:  # after a rank died, a collective would wait for it
@@ -111,10 +120,6 @@ def main() -> None:
                     "lower_bound": lower_bound_reasons(combined), "notes": list(combined.notes),
                 }) + "\n")
                 stream.flush()
-    if args.kill < 0:
-        dist.destroy_process_group()
-    exchange.close()
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
