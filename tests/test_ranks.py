@@ -353,24 +353,30 @@ def test_long_training():
 """
 
 
-def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path) -> None:
+def two_nodes(tmp_path: Path, suite: str, *options: str) -> Dict[int, str]:
+    """``suite`` run by pytest on two "nodes" of one rank each (two launches, each with its own machine state:
+    machine lock, activity file), node 0's fake GPU idle and node 1's at 500 W; each node's output."""
     (tmp_path / "conftest.py").write_text(NODE_GPU_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
-    (tmp_path / "test_long.py").write_text(LONG_SUITE)
+    (tmp_path / "test_suite.py").write_text(suite)
     port = free_port_pair()
     launches = []
-    for node in (0, 1):  # two "machines": their own temp directories (machine lock, activity file)
+    for node in (0, 1):
         temp = tmp_path / f"tmp{node}"
         temp.mkdir()
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
                    "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", f"--log-dir=logs{node}",
                    "--redirects=3", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml",
-                   "--energy-json=energy.json", "--energy-check-interval=0.2", "test_long.py"]
+                   "--energy-json=energy.json", *options, "test_suite.py"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
                "TMPDIR": str(temp), STATE_DIR_ENV: str(temp)}
         launches.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True))
     finish(*launches)
-    outputs = {node: "".join(path.read_text() for path in tmp_path.glob(f"logs{node}/**/stdout.log")) for node in (0, 1)}
+    return {node: "".join(path.read_text() for path in tmp_path.glob(f"logs{node}/**/stdout.log")) for node in (0, 1)}
+
+
+def test_the_live_cap_stops_every_rank_on_the_energy_of_all_nodes(tmp_path: Path) -> None:
+    outputs = two_nodes(tmp_path, LONG_SUITE, "--energy-check-interval=0.2")
     report = json.loads((tmp_path / "energy.json").read_text())
     [test] = report["tests"]
     assert (report["session"]["ranks"], report["session"]["nodes"]) == (2, 2)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 _ORDINAL = re.compile(r"^\d+$")
 
@@ -58,29 +58,30 @@ def bare_uuid(uuid: str) -> str:
     return uuid[4:] if uuid[:4] in ("GPU-", "MIG-") else uuid
 
 
+def _initialised_cuda() -> Any:
+    """``torch.cuda`` when torch is already imported and CUDA initialised; else None (nothing is imported)."""
+    torch = sys.modules.get("torch")
+    try:
+        return torch.cuda if torch is not None and torch.cuda.is_initialized() else None
+    except Exception:  # a torch without CUDA, or a broken context
+        return None
+
+
 def torch_current_uuid() -> Optional[str]:
     """The UUID of ``torch.cuda.current_device()``, when torch is already imported and CUDA initialised."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
+    cuda = _initialised_cuda()
     try:
-        if not torch.cuda.is_initialized():
-            return None
-        return str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
-    except Exception:  # a torch without CUDA, or a broken context: the CUDA order alone decides
+        return None if cuda is None else str(cuda.get_device_properties(cuda.current_device()).uuid)
+    except Exception:  # a broken context: the CUDA order alone decides
         return None
 
 
 def torch_uuids() -> Optional[List[str]]:
     """The UUIDs of the devices CUDA uses, when torch is already imported and CUDA initialised."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
+    cuda = _initialised_cuda()
     try:
-        if not torch.cuda.is_initialized():
-            return None
-        return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
-    except Exception:  # a torch without CUDA, or a broken context: read the environment instead
+        return None if cuda is None else [str(cuda.get_device_properties(i).uuid) for i in range(cuda.device_count())]
+    except Exception:  # a broken context: read the environment instead
         return None
 
 
