@@ -22,8 +22,8 @@ from typing import Callable, Optional
 
 from .config import ConfigError
 from .measure.base import Measurement
-from .measure.overlap import SharedTotal
 from .measure.meter import Meter
+from .measure.overlap import SharedTotal
 from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable
 from .measure.ranks import Launch
 
