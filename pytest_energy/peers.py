@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 from .config import ConfigError
 from .measure.base import Measurement
+from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import SharedTotal
 from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable
@@ -42,8 +43,9 @@ class Peers:
     def open(self, meter: Meter, notice: Notice) -> None:
         """Reach the peers, once ``meter`` works; ``notice`` says why they cannot be."""
 
-    def combine(self, key: str, measurement: Measurement) -> Measurement:
-        """The figure of the window ``key`` (a test, or one of its repeats) over every process that measured it."""
+    def combine(self, key: str, measurement: Measurement, interrupted: bool = False) -> Measurement:
+        """The figure of the window ``key`` (a test, or one of its repeats) over every process that measured it;
+        ``interrupted``: the window ended with the session's interruption, so the others are waited for briefly."""
         return measurement
 
     def live(self, key: str, window: Readable) -> Readable:
@@ -115,8 +117,11 @@ class Ranks(Peers):
         except ExchangeUnavailable as exc:
             notice(f"{exc}: this rank's figures count every device it sees")
 
-    def combine(self, key: str, measurement: Measurement) -> Measurement:
-        return measurement if self._exchange is None else self._exchange.combine(key, measurement)
+    def combine(self, key: str, measurement: Measurement, interrupted: bool = False) -> Measurement:
+        if self._exchange is None:
+            return measurement
+        with signals_deferred() as held:  # Ctrl-C or SIGTERM meanwhile cuts the wait short, then takes effect
+            return self._exchange.combine(key, measurement, lambda: interrupted or bool(held))
 
     def live(self, key: str, window: Readable) -> Readable:
         return window if self._exchange is None else self._exchange.live(key, window)

@@ -242,8 +242,9 @@ class EnergySession:
         state.watchdog = self._watch(nodeid, state)
         state.in_call = True
 
-    def stop_test(self, state: TestState) -> None:
-        """Close the test's window: its ``Measurement`` is final."""
+    def stop_test(self, state: TestState, interrupted: bool = False) -> None:
+        """Close the test's window: its ``Measurement`` is final. ``interrupted``: the session is ending
+        (Ctrl-C, SIGTERM) inside the test, so the other processes are waited for only briefly."""
         state.in_call = False
         self._stopper.disarm()
         if state.watchdog is not None:
@@ -257,7 +258,7 @@ class EnergySession:
             self.notice(OTHER_GPU_PROCESSES_NOTICE)
         nodeid = self._running[0] if self._running else "a measured test"
         if self._running is not None:  # e.g. every rank decides on the ranks' figure
-            state.measurement = self.peers.combine(nodeid, state.measurement)
+            state.measurement = self.peers.combine(nodeid, state.measurement, interrupted)
         if state.watchdog is not None and not self._stopper.intact():
             self.notice(f"{nodeid} replaced the SIGUSR1 handler that stops a test over its cap: it is installed again "
                         "before each measured test; a test that replaces it cannot be stopped early")

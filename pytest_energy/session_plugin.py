@@ -137,10 +137,14 @@ class EnergyPlugin:
 
         def run() -> None:
             self.session.start_test(item.nodeid, location_of(item), state)
+            ended_by: Optional[BaseException] = None
             try:
                 runtest()
+            except BaseException as error:
+                ended_by = error
+                raise
             finally:
-                self.session.stop_test(state)
+                self.session.stop_test(state, interrupted=isinstance(ended_by, (KeyboardInterrupt, pytest.exit.Exception)))
 
         return run
 

@@ -3,17 +3,26 @@
 Every repeat's window is combined over the ranks, not only the last: on two "nodes"
 (``test_ranks.two_nodes``: node 0's fake GPU idles, node 1's draws 500 W) each repeat of the
 test runs 0.3 s, so each repeat's figure holds node 1's GPU; a repeat counted on one rank
-alone would read node 0's idle GPU only. xdist inside a launch is refused.
+alone would read node 0's idle GPU only. When a rank dies mid-test, torchrun sends SIGTERM to
+the others and kills them 30 s later: rank 0 waits for the dead rank only briefly, so its
+report is complete, the test in it a lower bound naming the rank. xdist inside a launch is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from test_ranks import two_nodes
+from pytest_energy.decide.figures import lower_bound_reasons
+from pytest_energy.measure.overlap import STATE_DIR_ENV
+from pytest_energy.measure.ranks import Launch
+from test_ranks import FAKE_GPUS_CONFTEST, LAUNCH_TIMEOUT_S, ROOT, free_port_pair, node_gpus, node_seen, two_nodes
 
 REPEATED_SUITE = """
 import time
@@ -43,3 +52,58 @@ def test_xdist_workers_under_a_launch_are_refused(pytester: pytest.Pytester, mon
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.stderr.lines if "xdist" in line]
     assert "pytest-xdist cannot run inside a torchrun launch" in line and "-p no:xdist" in line
+
+
+DYING_RANK_SUITE = """
+import os
+import signal
+import time
+import pytest
+
+@pytest.mark.energy(cap="1kJ")
+def test_train():
+    if os.environ["RANK"] == "1":
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)  # a rank lost mid-test (out of memory, a node gone)
+    time.sleep(20)
+"""
+
+
+def test_a_rank_killed_mid_test_leaves_a_complete_report_naming_it(tmp_path: Path) -> None:
+    """Before: rank 0 waited 60 s for the dead rank's figure, torchrun killed it after 30 s, and the report
+    was the last checkpoint ("complete": false) without the test."""
+    (tmp_path / "conftest.py").write_text(FAKE_GPUS_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    (tmp_path / "test_dying.py").write_text(DYING_RANK_SUITE)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={free_port_pair()}", "--log-dir=logs", "--redirects=3", "-m", "pytest",
+               "-p", "no:xdist", "-p", "no:cacheprovider", "--energy-meter=nvml", "--energy-json=energy.json",
+               "test_dying.py"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
+           "TMPDIR": str(tmp_path), STATE_DIR_ENV: str(tmp_path)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    report = json.loads((tmp_path / "energy.json").read_text())
+    assert report["complete"], done.stdout[-2000:] + done.stderr[-2000:]
+    [test] = report["tests"]
+    assert (test["outcome"], test["verdict"]) == ("interrupted", "lower-bound")  # never a pass under its cap
+    assert "node0:rank1 was not waited for: the session was interrupted" in test["verdict_message"]
+
+
+def test_an_interruption_cuts_every_rank_s_wait_for_the_others_short() -> None:
+    """Rank 0 waits for a rank that never reports, rank 1 for a figure rank 0 never publishes, each with a
+    60 s timeout; the session is interrupted 0.3 s in (a signal held meanwhile): both stop waiting within
+    the grace and name whom they did not wait for."""
+    from pytest_energy.measure.rank_exchange import RankExchange
+
+    port = free_port_pair()
+    launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
+    rank_0 = RankExchange(launches[0], timeout_s=60.0, gpus=node_gpus(2))
+    rank_1 = RankExchange(launches[1], timeout_s=60.0, gpus=node_gpus(2))
+    started = time.monotonic()
+    interrupted = lambda: time.monotonic() - started > 0.3  # noqa: E731
+    alone_0 = rank_0.combine("t::only_rank_0_ran_it", node_seen(2), interrupted)
+    alone_1 = rank_1.combine("t::only_rank_1_ran_it", node_seen(2), interrupted)
+    assert time.monotonic() - started < 30.0  # a hang guard: 60 s each without the interruption
+    assert lower_bound_reasons(alone_0) == ["node0:rank1 was not waited for: the session was interrupted"]
+    assert lower_bound_reasons(alone_1) == ["node0:rank0 was not waited for: the session was interrupted"]
+    rank_1.close()
+    rank_0.close()

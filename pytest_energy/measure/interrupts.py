@@ -25,12 +25,15 @@ SIGTERM_MESSAGE = "pytest-energy: SIGTERM received, the session ends as after Ct
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Run the block with SIGINT and SIGTERM held; the first that arrived is handled after it."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread runs handlers
-        yield
-        return
+def signals_deferred() -> Iterator[List[int]]:
+    """Run the block with SIGINT and SIGTERM held; the first that arrived is handled after it.
+
+    The block gets the list of signals held so far, so a long wait in it can end early.
+    """
     received: List[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread runs handlers
+        yield received
+        return
     previous: Dict[int, Any] = {}
     try:
         for signum in DEFERRED:
@@ -39,7 +42,7 @@ def signals_deferred() -> Iterator[None]:
                 continue
             previous[signum] = handler
             signal.signal(signum, lambda number, frame: received.append(number))
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Protocol
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol
 
 from .base import Measurement
 from .cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
@@ -24,6 +24,9 @@ from .ranks import PORT_ENV, Launch, LaunchError, RankFigure, combine, own_readi
 
 DEFAULT_TIMEOUT_S = 60.0
 LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
+INTERRUPTED_GRACE_S = 1.0  # how long a rank still waits for the others once its session is being interrupted
+WAIT_SLICE_S = 0.25  # waits are cut into slices this long, so an interruption is seen within one
+INTERRUPTED_WHY = "was not waited for: the session was interrupted"
 KEPT_COMBINED = 64  # combined figures kept in the store for ranks that read them late
 
 
@@ -91,6 +94,10 @@ def open_store(address: str, port: int, world_size: int, host: bool, timeout_s: 
     return opened["store"]
 
 
+class Interrupted(Exception):
+    """This rank's session was interrupted while it waited for the other ranks; it waited no longer."""
+
+
 class ExchangeUnavailable(Exception):
     """The ranks cannot combine their figures (no store could be opened); the message says why."""
 
@@ -118,6 +125,8 @@ class RankExchange:
         self._readers = 0  # on rank 0: the ranks that reported the last test, so will read its figure
         self._live_store: Any = None  # the live watchdog's own connection (it reads from another thread)
         self._live_failed = ""  # why that connection could not be opened
+        self._interrupted: Callable[[], bool] = lambda: False  # whether this rank's session is being interrupted
+        self._cut_at: Optional[float] = None  # when the waits of this combine end, once interrupted
         self._address = launch.master_addr or "127.0.0.1"
         try:
             port = launch.exchange_port(port)
@@ -156,8 +165,15 @@ class RankExchange:
         uuids = {device: uuid for uuid, device in self.gpus.devices.items() if device in counted}
         return RankFigure(self.launch.rank, self.launch.node, readings, uuids)
 
-    def combine(self, nodeid: str, measurement: Measurement) -> Measurement:
-        """The test's figure over all ranks, from what this rank's meter saw; the same on every rank."""
+    def combine(self, nodeid: str, measurement: Measurement,
+                interrupted: Callable[[], bool] = lambda: False) -> Measurement:
+        """The test's figure over all ranks, from what this rank's meter saw; the same on every rank.
+
+        Once ``interrupted()`` (Ctrl-C, or SIGTERM: torchrun ends every rank when one dies, and
+        kills them 30 s later) this rank waits for the others ``INTERRUPTED_GRACE_S`` more at
+        most, so its session still writes its reports; the ranks not waited for are named.
+        """
+        self._interrupted, self._cut_at = interrupted, None
         self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
         key = f"{nodeid}#{self._runs[nodeid]}"
         self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
@@ -172,6 +188,8 @@ class RankExchange:
             combined = RankFigure.from_json(self._store.get(f"{key}/combined").decode()).measurement
             self._store.add(f"{key}/read", 1)  # rank 0 keeps the store up until the last test's figure is read
             return combined
+        except Interrupted:
+            return self._alone(own, INTERRUPTED_WHY)
         except Exception as error:  # rank 0 is gone (not asked again), or late: this rank counted alone, said so
             if self._is_connection_error(error):
                 self._unreachable = f"could not be reached ({type(error).__name__})"
@@ -188,6 +206,8 @@ class RankExchange:
                 self._wait([rank_key], max(min(left_s, LATE_GRACE_S) if rank in self._late else left_s, 0.001))
                 figures.append(RankFigure.from_json(self._store.get(rank_key).decode()))
                 self._late.pop(rank, None)
+            except Interrupted:
+                missing[rank] = INTERRUPTED_WHY
             except Exception:
                 since = self._late.setdefault(rank, key)
                 missing[rank] = (f"did not report within {self.timeout_s:g} s" if since == key else
@@ -208,7 +228,24 @@ class RankExchange:
         return combine([own], {0: why, **others}, self.launch, self._measured)
 
     def _wait(self, keys: List[str], timeout_s: float) -> None:
-        self._store.wait(keys, datetime.timedelta(seconds=timeout_s))
+        """Until ``keys`` are in the store: at most ``timeout_s`` (the store's error), or ``INTERRUPTED_GRACE_S``
+        after the session is found interrupted (``Interrupted``), for all the waits of this combine together."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._cut_at is None and self._interrupted():
+                self._cut_at = time.monotonic() + INTERRUPTED_GRACE_S
+            end = deadline if self._cut_at is None else min(deadline, self._cut_at)
+            try:
+                self._store.wait(keys, datetime.timedelta(seconds=max(min(end - time.monotonic(), WAIT_SLICE_S), 0.001)))
+                return
+            except Exception:
+                if self._store.check(keys):
+                    return
+                if time.monotonic() < end:
+                    continue
+                if self._cut_at is not None and self._cut_at <= deadline:
+                    raise Interrupted() from None
+                raise
 
     @staticmethod
     def _is_connection_error(error: Exception) -> bool:
