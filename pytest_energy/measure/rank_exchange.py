@@ -255,8 +255,9 @@ class RankExchange:
 
     def close(self) -> None:
         """Let go of the store; rank 0, whose process holds it, first waits (at most ``timeout_s``) until the
-        ranks that reported the last test have read its figure."""
-        if self.launch.rank == 0 and self._published and self._unreachable is None:
+        ranks that reported the last test have read its figure, unless that test was interrupted (the
+        others then stop waiting for it, and the launcher kills what has not ended in 30 s)."""
+        if self.launch.rank == 0 and self._published and self._unreachable is None and self._cut_at is None:
             deadline = time.monotonic() + self.timeout_s
             try:
                 while self._store.add(f"{self._published[-1]}/read", 0) < self._readers and time.monotonic() < deadline:
