@@ -353,10 +353,12 @@ def test_long_training():
 """
 
 
-def two_nodes(tmp_path: Path, suite: str, *options: str) -> Dict[int, str]:
+def two_nodes(tmp_path: Path, suite: str, *options: str, conftest: str = NODE_GPU_CONFTEST,
+              meter: str = "nvml") -> Dict[int, str]:
     """``suite`` run by pytest on two "nodes" of one rank each (two launches, each with its own machine state:
-    machine lock, activity file), node 0's fake GPU idle and node 1's at 500 W; each node's output."""
-    (tmp_path / "conftest.py").write_text(NODE_GPU_CONFTEST.format(tests=str(Path(__file__).resolve().parent)))
+    machine lock, activity file), by default node 0's fake GPU idle and node 1's at 500 W; each node's output."""
+    (tmp_path / "conftest.py").write_text(conftest.format(tests=str(Path(__file__).resolve().parent),
+                                                          root=str(tmp_path)))
     (tmp_path / "test_suite.py").write_text(suite)
     port = free_port_pair()
     launches = []
@@ -365,7 +367,7 @@ def two_nodes(tmp_path: Path, suite: str, *options: str) -> Dict[int, str]:
         temp.mkdir()
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
                    "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", f"--log-dir=logs{node}",
-                   "--redirects=3", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--energy-meter=nvml",
+                   "--redirects=3", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", f"--energy-meter={meter}",
                    "--energy-json=energy.json", *options, "test_suite.py"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR",
                "TMPDIR": str(temp), STATE_DIR_ENV: str(temp)}

@@ -3,7 +3,8 @@
 Every repeat's window is combined over the ranks, not only the last: on two "nodes"
 (``test_ranks.two_nodes``: node 0's fake GPU idles, node 1's draws 500 W) each repeat of the
 test runs 0.3 s, so each repeat's figure holds node 1's GPU; a repeat counted on one rank
-alone would read node 0's idle GPU only. When a rank dies mid-test, torchrun sends SIGTERM to
+alone would read node 0's idle GPU only. Two nodes with their own GPU and RAPL tree add up, each
+device named with its node. When a rank dies mid-test, torchrun sends SIGTERM to
 the others and kills them 30 s later: rank 0 waits for the dead rank only briefly, so its
 report is complete, the test in it a lower bound naming the rank. xdist inside a launch is refused.
 """
@@ -107,3 +108,59 @@ def test_an_interruption_cuts_every_rank_s_wait_for_the_others_short() -> None:
     assert lower_bound_reasons(alone_1) == ["node0:rank0 was not waited for: the session was interrupted"]
     rank_1.close()
     rank_0.close()
+
+
+NODES_CONFTEST = """
+import functools
+import json
+import os
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import fake_pynvml
+from fakes.powercap import FakePowercap
+from pytest_energy.measure import rapl
+
+sys.modules["codecarbon"] = None  # auto: NVML for the GPU, RAPL for the CPU and RAM
+NODE = int(os.environ["GROUP_RANK"])
+TREE = FakePowercap({root!r} + f"/powercap{{NODE}}").add_package(0)  # this node's own RAPL counters
+
+
+def pytest_configure(config):
+    fake_pynvml._driver = fake_pynvml.FakeNvml(fake_pynvml.gpus(100.0 * (NODE + 1)))
+    sys.modules["pynvml"] = fake_pynvml
+    rapl.RaplSource = functools.partial(rapl.RaplSource, str(TREE.root))
+
+
+def pytest_sessionfinish(session):  # what this node's devices spent, read back by the test
+    board = fake_pynvml.nvmlDeviceGetHandleByIndex(0)
+    spent = {{"gpu": fake_pynvml.nvmlDeviceGetTotalEnergyConsumption(board) / 1000.0,
+              "cpu": TREE.energy_uj("intel-rapl:0") / 1e6, "ram": TREE.energy_uj("intel-rapl:0:1") / 1e6}}
+    with open({root!r} + f"/spent{{NODE}}.json", "w") as out:
+        json.dump(spent, out)
+"""
+NODES_SUITE = """
+import time
+import pytest
+from conftest import NODE, TREE
+
+@pytest.mark.energy
+def test_train():
+    time.sleep(0.3)
+    TREE.advance("intel-rapl:0", 2.0 + NODE)
+    TREE.advance("intel-rapl:0:1", 0.5 * (NODE + 1))
+"""
+
+
+def test_two_nodes_each_with_its_gpu_and_rapl_tree_add_up_named_by_node(tmp_path: Path) -> None:
+    outputs = two_nodes(tmp_path, NODES_SUITE, conftest=NODES_CONFTEST, meter="auto")
+    [test] = json.loads((tmp_path / "energy.json").read_text())["tests"]
+    spent = {node: json.loads((tmp_path / f"spent{node}.json").read_text()) for node in (0, 1)}
+    devices = {(device["component"], device["device"]): device["joules"] for device in test["devices"]}
+    assert sorted(devices) == [("cpu", "node0:package-0"), ("cpu", "node1:package-0"), ("gpu", "node0:gpu0"),
+                               ("gpu", "node1:gpu0"), ("ram", "node0:dram-0"), ("ram", "node1:dram-0")], outputs
+    for node in (0, 1):
+        assert devices[("cpu", f"node{node}:package-0")] == pytest.approx(spent[node]["cpu"], abs=1e-6)
+        assert devices[("ram", f"node{node}:dram-0")] == pytest.approx(spent[node]["ram"], abs=1e-6)
+        assert devices[("gpu", f"node{node}:gpu0")] <= spent[node]["gpu"]  # the window, within the session
+    assert spent[0]["cpu"] == pytest.approx(2.0) and spent[1]["ram"] == pytest.approx(1.0)
+    assert test["energy_j"] == pytest.approx(sum(devices.values()), abs=1e-6)
