@@ -25,8 +25,9 @@ from .measure.base import Measurement
 from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import SharedTotal
-from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable
-from .measure.ranks import Launch
+from .measure.cuda_devices import CudaGpus
+from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable, own_figure
+from .measure.ranks import Launch, uncombined
 
 Notice = Callable[[str], None]
 
@@ -109,17 +110,21 @@ class Ranks(Peers):
         self.holds_machine = self.lists_windows = launch.counts_node_wide()
         self._port, self._timeout_s = port, timeout_s
         self._exchange: Optional[RankExchange] = None
+        self._gpus = CudaGpus()  # the meter's GPUs by UUID: which of them are this rank's
+        self._unavailable = ""  # why the exchange could not open
 
     def open(self, meter: Meter, notice: Notice) -> None:
         """Open the exchange, telling it which of the meter's GPUs (by UUID) are this rank's."""
+        self._gpus = meter.cuda_gpus()
         try:
-            self._exchange = RankExchange(self.launch, self._port, self._timeout_s, meter.cuda_gpus())
+            self._exchange = RankExchange(self.launch, self._port, self._timeout_s, self._gpus)
         except ExchangeUnavailable as exc:
-            notice(f"{exc}: this rank's figures count every device it sees")
+            self._unavailable = f"was not combined with ({exc})"
+            notice(f"{exc}: each test's figure is this rank's own devices, a lower bound naming the other ranks")
 
     def combine(self, key: str, measurement: Measurement, interrupted: bool = False) -> Measurement:
-        if self._exchange is None:
-            return measurement
+        if self._exchange is None:  # never the devices of other ranks or nodes left out unsaid
+            return uncombined(own_figure(measurement, self.launch, self._gpus), self.launch, self._unavailable)
         with signals_deferred() as held:  # Ctrl-C or SIGTERM meanwhile cuts the wait short, then takes effect
             return self._exchange.combine(key, measurement, lambda: interrupted or bool(held))
 

@@ -24,6 +24,7 @@ from pytest_energy.baseline_plan import MARKER, BaselinePlan
 from pytest_energy.account import baseline_cache
 from pytest_energy.account.baseline_cache import BaselineCache, BaselineEntry
 from pytest_energy.config import ConfigError, Settings
+from pytest_energy.units import format_energy
 from suites import BURN, NORMALISED_CAP_SUITE
 
 CACHE_DIR = Path(".pytest_cache", "d", "energy-baseline")
@@ -227,7 +228,7 @@ def test_the_baseline_row_shows_the_e_local_that_normalises_in_the_terminal_and_
     monkeypatch.setenv("COLUMNS", "200")
     run = measure("--energy-baseline-repeats=2", "--energy-unit=J")
     run.result.assert_outcomes(passed=2)
-    mean = f"{baseline_of(run)['energy_j']:.3g} J"
+    mean = format_energy(baseline_of(run)["energy_j"], "J")  # as the plugin shows it: 5.50 J, where :.3g gives 5.5
     run.result.stdout.fnmatch_lines([f"*::test_reference_workload  baseline * {mean} (mean of 2) *",
                                      f"normalisation: one-point, factor *; E_local {mean} (measured*"])
     assert f"| {mean} (mean of 2) |" in summary.read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,28 @@ def test_two_nodes_each_with_its_gpu_and_rapl_tree_add_up_named_by_node(tmp_path
         assert devices[("gpu", f"node{node}:gpu0")] <= spent[node]["gpu"]  # the window, within the session
     assert spent[0]["cpu"] == pytest.approx(2.0) and spent[1]["ram"] == pytest.approx(1.0)
     assert test["energy_j"] == pytest.approx(sum(devices.values()), abs=1e-6)
+
+
+CAPPED_SUITE = """
+import time
+import pytest
+
+@pytest.mark.energy(cap="50J")
+def test_train():
+    time.sleep(0.3)
+"""
+
+
+def test_ranks_that_cannot_combine_never_pass_a_cap_on_one_node_s_figure(tmp_path: Path) -> None:
+    """The exchange's port is held by a program that never answers: the ranks cannot combine. Before, rank 0
+    reported what its node's idle GPU spent (under 1 J) and passed the 50 J cap while node 1 spent 150 J."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        outputs = two_nodes(tmp_path, CAPPED_SUITE, f"--energy-rank-port={taken.getsockname()[1]}",
+                            "--energy-rank-timeout=1s", "--energy-cap-mode=warn")
+    report = json.loads((tmp_path / "energy.json").read_text())
+    [test] = report["tests"]
+    assert test["verdict"] == "lower-bound", outputs[0][-2000:]
+    assert "node1:rank1 was not combined with (cannot open the ranks' energy exchange" in test["verdict_message"]
+    assert any("a lower bound naming the other ranks" in notice for notice in report["notices"])

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol
 
 from .base import Measurement
 from .cuda_devices import CudaGpus, torch_current_uuid, torch_uuids
-from .ranks import PORT_ENV, Launch, LaunchError, RankFigure, combine, own_readings
+from .ranks import PORT_ENV, Launch, LaunchError, RankFigure, combine, measured_components, own_readings
 
 DEFAULT_TIMEOUT_S = 60.0
 LATE_GRACE_S = 1.0  # how long rank 0 waits for a rank that missed the test before
@@ -50,7 +50,7 @@ class LiveWindow:
 
     def read(self) -> Measurement:
         exchange, launch = self._exchange, self._exchange.launch
-        own = exchange.own(self._window.read())
+        own = own_figure(self._window.read(), launch, exchange.gpus)
         figures = [own]
         try:
             store = exchange.live_store()
@@ -62,6 +62,15 @@ class LiveWindow:
         except Exception:  # the figure of this rank alone: the final check still combines every rank's
             pass
         return combine(figures, {}, launch)
+
+
+def own_figure(measurement: Measurement, launch: Launch, gpus: CudaGpus) -> RankFigure:
+    """This rank's share of ``measurement``: its GPU(s) by UUID, in torch's CUDA order and with
+    torch's current device when CUDA is initialised (``ranks.own_readings``)."""
+    readings = own_readings(measurement, launch, gpus, torch_uuids(), torch_current_uuid())
+    counted = {reading.device for reading in readings.readings if reading.component == "gpu"}
+    uuids = {device: uuid for uuid, device in gpus.devices.items() if device in counted}
+    return RankFigure(launch.rank, launch.node, readings, uuids)
 
 
 def open_store(address: str, port: int, world_size: int, host: bool, timeout_s: float) -> Any:
@@ -157,14 +166,6 @@ class RankExchange:
                 raise
         return self._live_store
 
-    def own(self, measurement: Measurement) -> RankFigure:
-        """This rank's share of ``measurement``: its GPU(s) by UUID, in torch's CUDA order and with
-        torch's current device when CUDA is initialised (``ranks.own_readings``)."""
-        readings = own_readings(measurement, self.launch, self.gpus, torch_uuids(), torch_current_uuid())
-        counted = {reading.device for reading in readings.readings if reading.component == "gpu"}
-        uuids = {device: uuid for uuid, device in self.gpus.devices.items() if device in counted}
-        return RankFigure(self.launch.rank, self.launch.node, readings, uuids)
-
     def combine(self, nodeid: str, measurement: Measurement,
                 interrupted: Callable[[], bool] = lambda: False) -> Measurement:
         """The test's figure over all ranks, from what this rank's meter saw; the same on every rank.
@@ -176,8 +177,8 @@ class RankExchange:
         self._interrupted, self._cut_at = interrupted, None
         self._runs[nodeid] = self._runs.get(nodeid, 0) + 1  # keyed by test, so a test one rank skipped costs only itself
         key = f"{nodeid}#{self._runs[nodeid]}"
-        self._measured = {r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None}
-        own = self.own(measurement)
+        self._measured = measured_components(measurement)
+        own = own_figure(measurement, self.launch, self.gpus)
         if self._unreachable is not None:
             return self._alone(own, self._unreachable)
         try:

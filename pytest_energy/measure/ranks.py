@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import RANK_PORT_ENV
 from .base import COMPONENTS, Measurement, Reading
@@ -198,6 +198,17 @@ class RankFigure:
         return cls(data["rank"], data["node"], Measurement(
             data["duration_s"], tuple(Reading(**reading) for reading in data["readings"]), tuple(data["notes"])),
             data.get("uuids", {}))
+
+
+def measured_components(measurement: Measurement) -> FrozenSet[str]:
+    """The components a window measured: what a rank missing from it would have counted of them."""
+    return frozenset(r.component for r in measurement.readings if r.method != "unmeasured" and r.joules is not None)
+
+
+def uncombined(own: RankFigure, launch: Launch, why: str) -> Measurement:
+    """``own`` alone, where the ranks cannot combine their figures: every other rank named missing, ``why``."""
+    missing = {rank: why for rank in range(launch.world_size) if rank != own.rank}
+    return combine([own], missing, launch, measured_components(own.measurement))
 
 
 def combine(figures: Sequence[RankFigure], missing: Mapping[int, str], launch: Launch,
