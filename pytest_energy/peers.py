@@ -22,7 +22,6 @@ from typing import Callable, Optional
 
 from .config import ConfigError
 from .measure.base import Measurement
-from .measure.interrupts import signals_deferred
 from .measure.meter import Meter
 from .measure.overlap import SharedTotal
 from .measure.cuda_devices import CudaGpus
@@ -44,9 +43,9 @@ class Peers:
     def open(self, meter: Meter, notice: Notice) -> None:
         """Reach the peers, once ``meter`` works; ``notice`` says why they cannot be."""
 
-    def combine(self, key: str, measurement: Measurement, interrupted: bool = False) -> Measurement:
+    def combine(self, key: str, measurement: Measurement, interrupted: Callable[[], bool]) -> Measurement:
         """The figure of the window ``key`` (a test, or one of its repeats) over every process that measured it;
-        ``interrupted``: the window ended with the session's interruption, so the others are waited for briefly."""
+        once ``interrupted()`` (the session is ending), the others are waited for only briefly."""
         return measurement
 
     def live(self, key: str, window: Readable) -> Readable:
@@ -122,11 +121,10 @@ class Ranks(Peers):
             self._unavailable = f"was not combined with ({exc})"
             notice(f"{exc}: each test's figure is this rank's own devices, a lower bound naming the other ranks")
 
-    def combine(self, key: str, measurement: Measurement, interrupted: bool = False) -> Measurement:
+    def combine(self, key: str, measurement: Measurement, interrupted: Callable[[], bool]) -> Measurement:
         if self._exchange is None:  # never the devices of other ranks or nodes left out unsaid
             return uncombined(own_figure(measurement, self.launch, self._gpus), self.launch, self._unavailable)
-        with signals_deferred() as held:  # Ctrl-C or SIGTERM meanwhile cuts the wait short, then takes effect
-            return self._exchange.combine(key, measurement, lambda: interrupted or bool(held))
+        return self._exchange.combine(key, measurement, interrupted)
 
     def live(self, key: str, window: Readable) -> Readable:
         return window if self._exchange is None else self._exchange.live(key, window)

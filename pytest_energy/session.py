@@ -225,7 +225,8 @@ class EnergySession:
         finally:
             measurement = window.stop()
             self._neighbours.close_window(activity)
-        return self.peers.combine(key, measurement)
+        with signals_deferred() as held:  # see stop_test
+            return self.peers.combine(key, measurement, lambda: bool(held))
 
     def start_test(self, nodeid: str, location: Location, state: TestState) -> None:
         """Open the test's window and, when it has a limit to enforce live, its watchdog."""
@@ -257,8 +258,9 @@ class EnergySession:
         if state.measurement is not None and any(note.startswith(OTHER_GPU_PROCESSES) for note in state.measurement.notes):
             self.notice(OTHER_GPU_PROCESSES_NOTICE)
         nodeid = self._running[0] if self._running else "a measured test"
-        if self._running is not None:  # e.g. every rank decides on the ranks' figure
-            state.measurement = self.peers.combine(nodeid, state.measurement, interrupted)
+        if self._running is not None:  # every rank decides on the ranks' figure
+            with signals_deferred() as held:  # Ctrl-C or SIGTERM meanwhile cuts the wait short, then takes effect
+                state.measurement = self.peers.combine(nodeid, state.measurement, lambda: interrupted or bool(held))
         if state.watchdog is not None and not self._stopper.intact():
             self.notice(f"{nodeid} replaced the SIGUSR1 handler that stops a test over its cap: it is installed again "
                         "before each measured test; a test that replaces it cannot be stopped early")

@@ -18,10 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Dict
 
 import pytest
 
 from pytest_energy.decide.figures import lower_bound_reasons
+from pytest_energy.measure.base import Measurement
 from pytest_energy.measure.overlap import STATE_DIR_ENV
 from pytest_energy.measure.ranks import Launch
 from test_ranks import FAKE_GPUS_CONFTEST, LAUNCH_TIMEOUT_S, ROOT, free_port_pair, node_gpus, node_seen, two_nodes
@@ -190,3 +192,41 @@ def test_ranks_that_cannot_combine_never_pass_a_cap_on_one_node_s_figure(tmp_pat
     assert test["verdict"] == "lower-bound", outputs[0][-2000:]
     assert "node1:rank1 was not combined with (cannot open the ranks' energy exchange" in test["verdict_message"]
     assert any("a lower bound naming the other ranks" in notice for notice in report["notices"])
+
+
+class Stopped(Exception):
+    """What the test's SIGTERM handler raises, as pytest-energy's raises ``pytest.exit``'s (an ``Exception``)."""
+
+
+def test_a_signal_during_the_wait_cuts_it_short_and_takes_effect_once_the_figure_is_kept() -> None:
+    """SIGTERM arrives while rank 0 waits (60 s timeout) for a rank that never reports. Held meanwhile, it cuts
+    the wait short; raised inside the wait, the store's error handling would have taken it for a timeout."""
+    import signal
+    import threading
+
+    from pytest_energy.measure.interrupts import signals_deferred
+    from pytest_energy.measure.rank_exchange import RankExchange
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    port = free_port_pair()
+    launches = [Launch(rank, rank, 2, 2, 0, "127.0.0.1", port, "torchrun") for rank in (0, 1)]
+    rank_0 = RankExchange(launches[0], timeout_s=60.0, gpus=node_gpus(2))
+    rank_1 = RankExchange(launches[1], timeout_s=60.0, gpus=node_gpus(2))
+    kept: Dict[str, Measurement] = {}
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    try:
+        timer.start()
+        with pytest.raises(Stopped):
+            with signals_deferred() as held:  # as EnergySession.stop_test combines
+                kept["figure"] = rank_0.combine("t::only_rank_0_ran_it", node_seen(2), lambda: bool(held))
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+        rank_1.close()
+        rank_0.close()
+    assert time.monotonic() - started < 30.0  # a hang guard: 60 s without the signal
+    assert lower_bound_reasons(kept["figure"]) == ["node0:rank1 was not waited for: the session was interrupted"]
