@@ -7,7 +7,7 @@ srun launch (``Ranks``: the ranks combine each window's figure through their own
 ``TCPStore``, and global rank 0 alone writes the reports). ``EnergySession`` asks its
 peers the same questions whichever it has:
 
-- ``combine(key, measurement)``: a window's figure over every process that measured it;
+- ``combine(key, measurement, interrupted)``: a window's figure over every process that measured it;
 - ``live(key, window)``: the window as the live watchdog reads it;
 - ``publish(spent_j)``: the session's energy over its processes, this one's ``spent_j`` in it;
 - ``writes_reports``, ``holds_machine``, ``lists_windows``: which process does what once.
@@ -22,9 +22,9 @@ from typing import Callable, Optional
 
 from .config import ConfigError
 from .measure.base import Measurement
+from .measure.cuda_devices import CudaGpus
 from .measure.meter import Meter
 from .measure.overlap import SharedTotal
-from .measure.cuda_devices import CudaGpus
 from .measure.rank_exchange import DEFAULT_TIMEOUT_S, ExchangeUnavailable, RankExchange, Readable, own_figure
 from .measure.ranks import Launch, uncombined
 
