@@ -30,3 +30,18 @@ def test_under_normalised_cap():
 def test_over_normalised_cap():
     burn(0.05)
 """
+
+# The only fake GPU (``fakes.fake_pynvml``, one board installed) is lost in the first test: what later tests
+# spend is unknown.
+LOSES_THE_GPU = """
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.energy
+def test_loses_the_gpu():
+    time.sleep(0.1)
+    sys.modules["pynvml"]._driver.fail(0)
+"""

@@ -13,7 +13,6 @@ is missing. A report checkpointed before the fault says ``"complete": false``.
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import subprocess
@@ -24,12 +23,9 @@ from typing import Any, Callable, Dict, List
 import jsonschema
 import pytest
 
-from fakes.fake_pynvml import install_no_driver
-from fakes.powercap import FakePowercap
 from hostile import fifos, finishes  # noqa: F401 (fifos: a fixture)
+from meters import rapl_alone, spend
 from pytest_energy.account import baseline_cache
-from pytest_energy.measure import codecarbon, rapl
-from pytest_energy.measure.base import SourceUnavailable
 from pytest_energy.organise import plot
 from pytest_energy.organise.cli import main as cli_main
 from pytest_energy.report import json_report
@@ -191,23 +187,7 @@ def test_a_run_that_cannot_be_stored_says_so_and_exits_1(pytester: pytest.Pytest
 @pytest.fixture
 def fake_rapl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """RAPL from a fake powercap tree (no GPU, no CodeCarbon): a test spends what it writes to the counter."""
-    install_no_driver(monkeypatch)
-
-    def leave_out(source: codecarbon.CodecarbonSource) -> None:
-        raise SourceUnavailable("left out of this test")
-
-    monkeypatch.setattr(codecarbon.CodecarbonSource, "open", leave_out)
-    tree = FakePowercap(tmp_path / "powercap").add_package(0, max_range_uj=100_000_000_000, energy_uj=0)
-    monkeypatch.setattr(rapl, "RaplSource", functools.partial(rapl.RaplSource, tree.root))
-    return tree.root / "intel-rapl:0"
-
-
-def spend(package: Path, joules: float) -> str:
-    """Test code that advances the fake package counter by ``joules``."""
-    return (f"    counter = pathlib.Path({str(package)!r}, 'energy_uj')\n"
-            f"    staging = counter.with_name('staging')\n"
-            f"    staging.write_text(str(int(counter.read_text()) + {int(joules * 1e6)}) + '\\n')\n"
-            f"    os.replace(staging, counter)\n")
+    return rapl_alone(monkeypatch, tmp_path)
 
 
 def test_a_baseline_that_cannot_be_cached_says_so_and_still_normalises(

@@ -18,21 +18,7 @@ from fakes.fake_pynvml import FakeGpu, gpus, install
 from pytest_energy.measure.base import DeviceTotal, Source, SourceUnavailable
 from pytest_energy.measure.meter import Meter, open_meter
 from pytest_energy.measure.nvml import NvmlSource
-
-
-@pytest.fixture
-def opened() -> Iterator[Callable[..., NvmlSource]]:
-    sources: List[NvmlSource] = []
-
-    def open_source(**options: float) -> NvmlSource:
-        source = NvmlSource(**options)
-        source.open()
-        sources.append(source)
-        return source
-
-    yield open_source
-    for source in sources:
-        source.close()
+from test_nvml import opened  # noqa: F401  (the fixture that opens NvmlSources and closes them after the test)
 
 
 class SteadyCpu(Source):

@@ -161,13 +161,9 @@ def test_a_baseline_measured_beside_another_workers_test_is_used_once_and_not_ca
     assert len(cached_entries(pytester)) == 1
 
 
-@pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
-def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cached(
-    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path,
-    xdist: bool
-) -> None:
-    tree = FakePowercap(tmp_path / "gw0").add_package(0)  # the conftest points RaplSource at it
-    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root), "gw1": str(tree.root)}))
+def baseline_suite(pytester: pytest.Pytester, roots: Dict[str, str]) -> None:
+    """A baseline test that spends 5 J on the fake RAPL tree each xdist worker's ``RaplSource`` reads (``roots``)."""
+    pytester.makeconftest(PER_WORKER_RAPL.format(roots=roots))
     pytester.makepyfile(
         "import os\nfrom pathlib import Path\n\nimport pytest\n\nfrom conftest import ROOT\n\n\n"
         "@pytest.mark.energy_baseline\ndef test_reference_workload():\n"
@@ -175,6 +171,15 @@ def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cach
         "    counter.write_text(str(int(counter.read_text()) + 5_000_000))\n"
     )
     pytester.makepyprojecttoml('[tool.pytest-energy]\nreference-energy = "10 J"\n')
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
+def test_a_baseline_measured_while_another_session_holds_the_machine_is_not_cached(
+    run_energy: Callable[..., Any], pytester: pytest.Pytester, tmp_path: Path,
+    xdist: bool
+) -> None:
+    tree = FakePowercap(tmp_path / "gw0").add_package(0)  # the conftest points RaplSource at it
+    baseline_suite(pytester, {"gw0": str(tree.root), "gw1": str(tree.root)})
     other_session, warning = claim_machine()
     assert warning is None
     try:
@@ -193,14 +198,7 @@ def test_a_session_with_another_tmpdir_still_sees_the_machine_held(
 ) -> None:
     """Two CI jobs or users with their own TMPDIR: the baseline measured while the other measures is not cached."""
     tree = FakePowercap(tmp_path / "gw0").add_package(0)
-    pytester.makeconftest(PER_WORKER_RAPL.format(roots={"gw0": str(tree.root)}))
-    pytester.makepyfile(
-        "import os\nfrom pathlib import Path\n\nimport pytest\n\nfrom conftest import ROOT\n\n\n"
-        "@pytest.mark.energy_baseline\ndef test_reference_workload():\n"
-        "    counter = Path(ROOT, 'intel-rapl:0', 'energy_uj')\n"
-        "    counter.write_text(str(int(counter.read_text()) + 5_000_000))\n"
-    )
-    pytester.makepyprojecttoml('[tool.pytest-energy]\nreference-energy = "10 J"\n')
+    baseline_suite(pytester, {"gw0": str(tree.root)})
     other_session, warning = claim_machine()  # in this test's state directory (tests/conftest.py)
     assert warning is None
     own_tmpdir = tmp_path / "another-tmpdir"

@@ -20,10 +20,10 @@ import pytest
 from fakes.fake_pynvml import gpus, install, install_no_driver
 from fakes.powercap import FakePowercap
 from junit_read import junit_properties_by_test
+from meters import leave_out_codecarbon
 from pytest_energy.measure import codecarbon, rapl
-from pytest_energy.measure.base import SourceUnavailable
 from pytest_energy.units import format_energy
-from suites import BURN
+from suites import BURN, LOSES_THE_GPU
 
 Schema = Dict[str, Any]
 
@@ -56,11 +56,6 @@ def spend_forever(watts):
         advance(PACKAGE, watts * 0.01)
         time.sleep(0.01)
 """
-
-
-def leave_out_codecarbon(source: codecarbon.CodecarbonSource) -> None:
-    """Stands in for ``CodecarbonSource.open``, so ``auto`` uses the fakes alone."""
-    raise SourceUnavailable("left out of this test")
 
 
 def valid(report: Dict[str, Any], schema: Dict[str, Any]) -> Dict[str, Any]:
@@ -464,23 +459,12 @@ def test_a_capped_test_after_its_only_gpu_was_lost_is_unmeasured_not_0_j(
 ) -> None:
     """The lost GPU's frozen total must not read as 0 J, which would pass any cap."""
     install(monkeypatch, gpus(100.0))
-    pytester.makepyfile(
-        """
-        import sys
-        import time
+    pytester.makepyfile(LOSES_THE_GPU + """
 
-        import pytest
-
-        @pytest.mark.energy
-        def test_loses_the_gpu():
-            time.sleep(0.1)
-            sys.modules["pynvml"]._driver.fail(0)
-
-        @pytest.mark.energy(cap="1kWh")
-        def test_capped_after():
-            time.sleep(0.1)
-        """
-    )
+@pytest.mark.energy(cap="1kWh")
+def test_capped_after():
+    time.sleep(0.1)
+""")
     run = run_energy("--energy-meter=nvml")
     run.result.assert_outcomes(passed=1, failed=1)
     run.result.stdout.fnmatch_lines(

@@ -15,6 +15,7 @@ import pytest
 
 from fakes.fake_pynvml import gpus, install
 from fakes.powercap import FakePowercap
+from suites import LOSES_THE_GPU
 from test_plugin_concurrency import PER_WORKER_RAPL, SPEND
 
 MEET = SPEND + """
@@ -104,24 +105,13 @@ def test_a_meter_lost_under_a_session_cap_fails_the_run(
 ) -> None:
     """The only GPU lost in the first test: what the next tests spend is unknown, so the 30 J cap cannot pass."""
     install(monkeypatch, gpus(100.0))
-    pytester.makepyfile(
-        """
-        import sys
-        import time
+    pytester.makepyfile(LOSES_THE_GPU + """
 
-        import pytest
-
-        @pytest.mark.energy
-        def test_loses_the_gpu():
-            time.sleep(0.1)
-            sys.modules["pynvml"]._driver.fail(0)
-
-        @pytest.mark.energy
-        @pytest.mark.parametrize("index", range(3))
-        def test_after(index):
-            time.sleep(0.1)
-        """
-    )
+@pytest.mark.energy
+@pytest.mark.parametrize("index", range(3))
+def test_after(index):
+    time.sleep(0.1)
+""")
     run = run_energy("--energy-meter=nvml", "--energy-session-cap=30J")
     jsonschema.validate(run.report, report_schema)
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED

@@ -8,38 +8,24 @@ report, an ``error`` with the worker's message (it was missing).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Callable, Dict
 
 import jsonschema
 import pytest
 
-from fakes.fake_pynvml import install_no_driver
-from fakes.powercap import FakePowercap
-from pytest_energy.measure import codecarbon, rapl
-from pytest_energy.measure.base import SourceUnavailable
-
-
-def leave_out(source: codecarbon.CodecarbonSource) -> None:
-    raise SourceUnavailable("left out of this test")
+from meters import rapl_alone, spend
 
 
 def test_a_test_that_spends_over_its_cap_then_skips_itself_is_skipped_not_over_cap(
     run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     report_schema: Dict[str, Any],
 ) -> None:
-    install_no_driver(monkeypatch)
-    monkeypatch.setattr(codecarbon.CodecarbonSource, "open", leave_out)
-    tree = FakePowercap(tmp_path / "powercap").add_package(0, max_range_uj=100_000_000_000, energy_uj=0)
-    monkeypatch.setattr(rapl, "RaplSource", functools.partial(rapl.RaplSource, tree.root))
-    package = tree.root / "intel-rapl:0"
+    package = rapl_alone(monkeypatch, tmp_path)
     pytester.makepyfile(
-        "import os\nfrom pathlib import Path\n\nimport pytest\n\n@pytest.mark.energy(cap='10J')\ndef test_skips():\n"
-        f"    staging = Path({str(package)!r}, 'staging')\n"
-        "    staging.write_text('20000000\\n')\n"  # 20 J, twice the cap
-        "    os.replace(staging, staging.with_name('energy_uj'))\n"
-        "    pytest.skip('no GPU here')\n"
+        "import os\nimport pathlib\n\nimport pytest\n\n@pytest.mark.energy(cap='10J')\ndef test_skips():\n"
+        + spend(package, 20.0)  # twice the cap
+        + "    pytest.skip('no GPU here')\n"
     )
     run = run_energy("--energy-meter=rapl", "--energy-check-interval=30")  # no live stop before the skip
     run.result.assert_outcomes(skipped=1)

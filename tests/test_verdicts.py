@@ -8,7 +8,6 @@ pytest runs (CodeCarbon on this machine, or the fake powercap tree and a driverl
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -18,13 +17,11 @@ import pytest
 from junit_read import junit_properties_by_test
 from junitparser import Failure, JUnitXml
 
-from fakes.fake_pynvml import install_no_driver
-from fakes.powercap import FakePowercap
+from meters import rapl_alone, spend
 from pytest_energy.account.normalize import Normalization
 from pytest_energy.decide.figures import CapFailure, Figures, Limits, lower_bound_reasons
 from pytest_energy.decide.limits import check, energy_cap, session_cap, verdict_of
-from pytest_energy.measure import codecarbon, rapl
-from pytest_energy.measure.base import Measurement, Reading, SourceUnavailable
+from pytest_energy.measure.base import Measurement, Reading
 from pytest_energy.account.record import OUTCOMES, VERDICTS
 from pytest_energy.units import format_energy
 from suites import BURN
@@ -148,24 +145,14 @@ def test_verdicts_and_outcomes_are_the_schema_enums(report_schema: Schema) -> No
 # -- through pytest ------------------------------------------------------------------------------
 
 
-def leave_out_codecarbon(source: codecarbon.CodecarbonSource) -> None:
-    raise SourceUnavailable("left out of this test")
-
-
 def test_auto_on_a_machine_without_a_gpu_passes_a_capped_test(
     run_energy: Callable, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_schema: Schema
 ) -> None:
     """No NVML driver, RAPL for CPU and DRAM: the GPU is unmeasured for want of one, which is no lower bound."""
-    install_no_driver(monkeypatch)
-    monkeypatch.setattr(codecarbon.CodecarbonSource, "open", leave_out_codecarbon)
-    tree = FakePowercap(tmp_path / "powercap").add_package(0, max_range_uj=100_000_000, energy_uj=0)
-    monkeypatch.setattr(rapl, "RaplSource", functools.partial(rapl.RaplSource, tree.root))
-    package = tree.root / "intel-rapl:0"
+    package = rapl_alone(monkeypatch, tmp_path)
     pytester.makepyfile(
-        "import os\nfrom pathlib import Path\n\nimport pytest\n\n@pytest.mark.energy(cap='10J')\ndef test_capped():\n"
-        f"    staging = Path({str(package)!r}, 'staging')\n"
-        "    staging.write_text('2000000\\n')\n"
-        "    os.replace(staging, staging.with_name('energy_uj'))\n"
+        "import os\nimport pathlib\n\nimport pytest\n\n@pytest.mark.energy(cap='10J')\ndef test_capped():\n"
+        + spend(package, 2.0)
     )
     run = run_energy("--energy-meter=auto")
     run.result.assert_outcomes(passed=1)
