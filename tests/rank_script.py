@@ -32,6 +32,7 @@ from pytest_energy.measure.rank_exchange import RankExchange
 from pytest_energy.measure.ranks import Launch, detect
 
 NODE_WIDE_J = {"cpu": 5.0, "ram": 1.0}
+STARTUP_S = 60.0
 
 
 def node_measurement(node: int, gpus: int, scale: float = 1.0) -> Measurement:
@@ -73,7 +74,10 @@ def main() -> None:
     if args.kill >= 0:  # torchrun stops the others once it sees a rank died: they finish their test first,
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a pytest session writing its report would
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-    exchange = RankExchange(launch, timeout_s=args.timeout, gpus=node_gpus(args.gpus))
+    # opened with room for the ranks to come up at different times (several launches on 2 cores), then
+    # given the per-test timeout under test
+    exchange = RankExchange(launch, timeout_s=STARTUP_S, gpus=node_gpus(args.gpus))
+    exchange.timeout_s = args.timeout
     out = Path(args.out, f"rank{launch.rank}.jsonl")
     if args.bench:  # each combine, and as a reference one gloo all-reduce of one value, interleaved
         costs, references = [], []
